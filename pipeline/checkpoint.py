@@ -1,0 +1,77 @@
+"""Trial files: atomic, self-describing checkpoints and the per-epoch metrics log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is corrupt, from another schema, or from another trial setup."""
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``:
+    a reader (or a crash) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any], *, meta: Mapping[str, Any]) -> None:
+    """Save a search state with ``meta`` (what it belongs to) and the schema version."""
+    payload = {"schema_version": SCHEMA_VERSION, "meta": dict(meta), "state": dict(state)}
+    _atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: Path, *, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Load a search state saved for the same ``meta``, without unpickling objects.
+
+    Raises:
+        FileNotFoundError: there is no checkpoint.
+        CheckpointError: it is unreadable, of another schema, or for another setup.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} is unreadable: {error}") from None
+    if not isinstance(payload, dict) or payload.get("schema_version") != SCHEMA_VERSION:
+        raise CheckpointError(f"{path} has schema {payload.get('schema_version')!r}, "
+                              f"expected {SCHEMA_VERSION}")
+    if payload.get("meta") != dict(meta):
+        raise CheckpointError(f"{path} belongs to a different trial setup")
+    state: dict[str, Any] = payload["state"]
+    return state
+
+
+def write_metrics(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Rewrite the metrics log (one JSON object per line) atomically."""
+    text = "".join(json.dumps(dict(record)) + "\n" for record in records)
+    _atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def append_metrics(path: Path, record: Mapping[str, Any]) -> None:
+    """Add one epoch's record to the metrics log."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(dict(record)) + "\n")

@@ -1,0 +1,182 @@
+"""The ``globaldarts`` command: the only place that reads argv, sets up logging and
+picks the device."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pipeline.config import ConfigError
+
+logger = logging.getLogger("pipeline")
+
+DEFAULT_STUDY = "default"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run or resume a study, then print its best cell."""
+    import torch
+
+    from pipeline.config import load
+    from pipeline.study import run_study
+
+    path = Path(args.study) if args.study else Path(args.root) / f"{DEFAULT_STUDY}.toml"
+    overrides = list(args.set)
+    if args.n_trials is not None:
+        overrides.append(f"outer.n_trials={args.n_trials}")
+    config = load(path, overrides)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    summary = run_study(config, root=args.root, storage=args.storage,
+                        device=_pick_device(args.device), force=args.force,
+                        progress=_show_progress(args))
+    best = summary.best
+    if best is None:
+        print(f"no trial of study {summary.name} has completed yet")
+    else:
+        attrs = best.user_attrs
+        print(f"best cell      {attrs['cell']}")
+        print(f"accuracy       {best.value:.2f} % ({config.search.objective} objective; "
+              f"supernet {attrs['supernet_acc']:.2f} %, discrete cell "
+              f"{attrs['discrete_acc']:.2f} %), trial {best.number}")
+    print(f"trials         {summary.finished} of {summary.budget} finished")
+    print(f"study          {summary.state_dir} (storage {summary.storage})")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a table of a study's trials."""
+    import pandas as pd
+
+    from pipeline.report import trials_frame
+    from pipeline.study import load_study
+
+    study = load_study(args.name, root=args.root, storage=args.storage)
+    frame = trials_frame(study.get_trials(deepcopy=False))
+    columns = ["number", "state", "value", "epochs_run", "cell", "skip_share",
+               "eval_params_M", "wall_time_s"]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 90,
+                           "display.float_format", "{:.3f}".format):
+        print(f"study {study.study_name}: {len(frame)} trials")
+        print(frame[columns].to_string(index=False) if len(frame) else "(no trials)")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "search": cmd_search,
+    "status": cmd_status,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="globaldarts", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only, no bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--log-file", help="also write the log to this file")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="run or resume a study")
+    search.add_argument("study", nargs="?",
+                        help=f"study file (default: ROOT/{DEFAULT_STUDY}.toml)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study field, e.g. search.epochs=2 (repeatable)")
+    search.add_argument("--n-trials", type=int, help="the study's total trial budget")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    search.add_argument("--deterministic", action="store_true",
+                        help="use only deterministic kernels")
+    search.add_argument("--force", action="store_true",
+                        help="resume even if the study file changed")
+    _add_storage_args(search)
+
+    status = commands.add_parser("status", help="show a study's trials")
+    status.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
+    _add_storage_args(status)
+    return parser
+
+
+def _add_storage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="studies",
+                        help="folder of study files and study state (default: studies)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: ROOT/NAME/study.db)")
+
+
+def _pick_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+class _TqdmHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Write log records above any progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    import optuna
+
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
+                                              logging.DEBUG)[min(args.verbose, 2)]
+    handlers: list[logging.Handler] = [_TqdmHandler()]
+    if args.log_file:
+        handlers.append(logging.FileHandler(args.log_file))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from pipeline.checkpoint import CheckpointError
+    from pipeline.data import DatasetError
+    from pipeline.spaces import GenotypeError
+    from pipeline.study import StudyError, redact
+
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, StudyError, DatasetError, GenotypeError) as error:
+        _report(args, f"error: {redact(str(error))}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _report(args, "interrupted; run the same command again to resume")
+        return EXIT_INTERRUPTED
+    except (CheckpointError, RuntimeError, OSError) as error:
+        _report(args, f"{type(error).__name__}: {redact(str(error))}")
+        return EXIT_FAILURE
+
+
+def _report(args: argparse.Namespace, message: str) -> None:
+    if args.debug:
+        traceback.print_exc()
+    print(f"globaldarts: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

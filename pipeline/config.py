@@ -1,0 +1,313 @@
+"""Study configuration: frozen dataclasses, loaded from TOML with dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+SPACES = ("nb201",)
+SAMPLERS = ("cmaes", "darts", "random", "tpe")
+PRUNERS = ("median", "percentile", "patient", "none")
+OBJECTIVES = ("supernet", "discrete")
+COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
+STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BUDGET_KEY = "outer.n_trials"
+
+
+class ConfigError(ValueError):
+    """A study file or override that cannot be used; the message names the key."""
+
+
+def _check(condition: bool, key: str, message: str, value: object) -> None:
+    if not condition:
+        raise ConfigError(f"{key} {message}, got {value!r}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, key, f"must be one of {', '.join(choices)}", value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataConfig:
+    """Which images to search on and how they are augmented."""
+
+    dataset: str = "digits"
+    root: str = "data"
+    download: bool = False
+    subset: int = 0
+    crop_padding: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("data.dataset", self.dataset, DATASETS)
+        _check(self.subset >= 0, "data.subset", "must be >= 0 (0 keeps every image)", self.subset)
+        _check(self.crop_padding >= 0, "data.crop_padding", "must be >= 0", self.crop_padding)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpaceConfig:
+    """The cell space and the size of its supernet."""
+
+    name: str = "nb201"
+    channels: int = 16
+    cells_per_stage: int = 5
+
+    def __post_init__(self) -> None:
+        _check_choice("space.name", self.name, SPACES)
+        _check(self.channels >= 1, "space.channels", "must be >= 1", self.channels)
+        _check(self.cells_per_stage >= 1, "space.cells_per_stage", "must be >= 1",
+               self.cells_per_stage)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchConfig:
+    """The inner DARTS search (defaults: NAS-Bench-201's DARTS protocol)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    order: int = 1
+    weight_lr: float = 0.025
+    weight_lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_beta1: float = 0.5
+    arch_beta2: float = 0.999
+    arch_weight_decay: float = 1e-3
+    objective: str = "supernet"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
+        _check(self.batch_size >= 2, "search.batch_size", "must be >= 2", self.batch_size)
+        _check(self.order in (1, 2), "search.order", "must be 1 or 2", self.order)
+        for name in ("weight_lr", "arch_lr"):
+            value = getattr(self, name)
+            _check(value > 0, f"search.{name}", "must be > 0", value)
+        for name in ("weight_lr_min", "momentum", "weight_decay", "arch_weight_decay"):
+            value = getattr(self, name)
+            _check(value >= 0, f"search.{name}", "must be >= 0", value)
+        _check(self.grad_clip > 0, "search.grad_clip", "must be > 0", self.grad_clip)
+        for name in ("arch_beta1", "arch_beta2"):
+            value = getattr(self, name)
+            _check(0 <= value < 1, f"search.{name}", "must be in [0, 1)", value)
+        _check_choice("search.objective", self.objective, OBJECTIVES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartConfig:
+    """The start vector x that the outer sampler searches.
+
+    ``alpha_range`` is the half-width of the box around zero for every initial
+    architecture logit; 0 derives it from the search (arch_lr x arch steps, the
+    distance Adam can move a logit). CMA-ES starts with a step of a third of it.
+    """
+
+    alpha_range: float = 0.0
+    gain_range: float = 0.5
+    directions: int = 4
+    direction_range: float = 0.5
+    cosearch: tuple[str, ...] = ()
+    hyperparam_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check(self.alpha_range >= 0, "start.alpha_range", "must be >= 0 (0 derives it)",
+               self.alpha_range)
+        _check(self.gain_range > 0, "start.gain_range", "must be > 0", self.gain_range)
+        _check(self.directions >= 0, "start.directions", "must be >= 0", self.directions)
+        _check(self.direction_range > 0, "start.direction_range", "must be > 0",
+               self.direction_range)
+        for name in self.cosearch:
+            _check_choice("start.cosearch", name, COSEARCH_HYPERPARAMS)
+        _check(len(set(self.cosearch)) == len(self.cosearch), "start.cosearch",
+               "must not repeat a name", list(self.cosearch))
+        _check(self.hyperparam_factor > 1, "start.hyperparam_factor", "must be > 1",
+               self.hyperparam_factor)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OuterConfig:
+    """The Optuna study around the inner searches."""
+
+    sampler: str = "cmaes"
+    n_trials: int = 16
+    popsize: int = 0
+    separable: bool = False
+    start_at_centre: bool = True
+    pruner: str = "median"
+    warmup_epochs: int = 2
+    startup_trials: int = 4
+    percentile: float = 25.0
+    patience: int = 2
+
+    def __post_init__(self) -> None:
+        _check_choice("outer.sampler", self.sampler, SAMPLERS)
+        _check_choice("outer.pruner", self.pruner, PRUNERS)
+        _check(self.n_trials >= 1, "outer.n_trials", "must be >= 1", self.n_trials)
+        _check(self.popsize >= 0, "outer.popsize", "must be >= 0 (0: CMA-ES default)",
+               self.popsize)
+        _check(self.warmup_epochs >= 0, "outer.warmup_epochs", "must be >= 0",
+               self.warmup_epochs)
+        _check(self.startup_trials >= 0, "outer.startup_trials", "must be >= 0",
+               self.startup_trials)
+        _check(0 < self.percentile < 100, "outer.percentile", "must be in (0, 100)",
+               self.percentile)
+        _check(self.patience >= 0, "outer.patience", "must be >= 0", self.patience)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudyConfig:
+    """Everything that defines a study; stored with it so that a resume can check it."""
+
+    name: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    start: StartConfig = field(default_factory=StartConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(STUDY_NAME_PATTERN.match(self.name)) and ".." not in self.name, "name",
+               "must be 1-64 letters, digits, '_', '-' or '.', not starting with a symbol",
+               self.name)
+        _check(self.seed >= 0, "seed", "must be >= 0", self.seed)
+
+
+def to_dict(config: StudyConfig) -> dict[str, Any]:
+    """Return the config as plain JSON/TOML-able data (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def from_dict(data: Mapping[str, Any]) -> StudyConfig:
+    """Build a config from plain data, rejecting unknown keys and wrong types."""
+    return _build(StudyConfig, data, prefix="")
+
+
+def load(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
+    """Read a study file, apply ``section.key=value`` overrides and validate.
+
+    The study name defaults to the file's stem.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key or value is invalid.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"study file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read study file {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"study file {path} is not valid TOML: {error}") from None
+    data.setdefault("name", path.stem)
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(data)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``section.key=value`` in raw study data; the value is read as a TOML value,
+    or as a plain string when it is not one."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"unknown key {key!r}: {section!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'study'} must be a table, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix + unknown[0]!r} (valid keys: {', '.join(sorted(fields))})"
+        )
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required key is missing
+        raise ConfigError(f"{prefix.rstrip('.') or 'study'}: {error}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=key + ".")
+    if hint is bool:
+        _check(isinstance(value, bool), key, "must be true or false", value)
+    elif hint is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key,
+               "must be an integer", value)
+    elif hint is float:
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key,
+               "must be a number", value)
+        return float(value)
+    elif hint is str:
+        _check(isinstance(value, str), key, "must be a string", value)
+    elif typing.get_origin(hint) is tuple:
+        _check(isinstance(value, list) and all(isinstance(v, str) for v in value), key,
+               "must be a list of strings", value)
+        return tuple(value)
+    else:  # pragma: no cover - a field type this loader does not know
+        raise TypeError(f"unsupported config type {hint!r} for {key}")
+    return value
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """List the dotted keys whose values differ between two plain configs."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += diff(a, b, prefix + key + ".")
+        elif a != b:
+            changed.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changed
+
+
+__all__ = [
+    "BUDGET_KEY",
+    "ConfigError",
+    "DataConfig",
+    "OuterConfig",
+    "SearchConfig",
+    "SpaceConfig",
+    "StartConfig",
+    "StudyConfig",
+    "apply_override",
+    "diff",
+    "from_dict",
+    "load",
+    "to_dict",
+]

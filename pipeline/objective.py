@@ -1,0 +1,223 @@
+"""One Optuna trial: suggest x, run the inner DARTS search from it, record the result."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from pipeline.checkpoint import (
+    CheckpointError,
+    append_metrics,
+    load_checkpoint,
+    save_checkpoint,
+    write_metrics,
+)
+from pipeline.config import BUDGET_KEY, StudyConfig, to_dict
+from pipeline.darts import DartsSearch, DivergedError, EpochRecord
+from pipeline.data import DeviceBatches, channel_stats, load_dataset, search_split
+from pipeline.networks import nb201_eval_params
+from pipeline.spaces import NB201_EDGES, NB201_OPS, NB201Genotype, edge_name
+from pipeline.start import StartPoint, StartSpace, apply_start, default_alpha_range
+from pipeline.supernet import Supernet
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+# Failures that end one trial, with the reason recorded, and let the study go on.
+TRIAL_FAILURES = (DivergedError, torch.OutOfMemoryError)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchData:
+    """A study's search split, on the device, shared by all trials of a process."""
+
+    weight_batches: DeviceBatches
+    arch_batches: DeviceBatches
+    num_classes: int
+    in_channels: int
+
+
+def prepare_data(config: StudyConfig, device: torch.device) -> SearchData:
+    """Load the dataset and split its training set for the search (the test set is dropped)."""
+    train, _ = load_dataset(config.data.dataset, config.data.root, download=config.data.download)
+    weights_half, arch_half = search_split(train, subset=config.data.subset, seed=config.seed)
+    mean, std = channel_stats(weights_half)
+    common = dict(batch_size=config.search.batch_size, device=device, mean=mean, std=std)
+    return SearchData(
+        weight_batches=DeviceBatches(weights_half, crop_padding=config.data.crop_padding,
+                                     flip=config.data.flip, **common),  # type: ignore[arg-type]
+        arch_batches=DeviceBatches(arch_half, **common),  # type: ignore[arg-type]
+        num_classes=len(train.classes),
+        in_channels=train.shape[0],
+    )
+
+
+def build_start_space(config: StudyConfig, steps_per_epoch: int) -> StartSpace:
+    """The start vector of this study; alpha_range 0 is derived from the search length."""
+    alpha_range = config.start.alpha_range or default_alpha_range(
+        config.search.arch_lr, config.search.epochs * steps_per_epoch)
+    return StartSpace(
+        edges=[edge_name(edge) for edge in NB201_EDGES],
+        ops=NB201_OPS,
+        alpha_range=alpha_range,
+        gain_range=config.start.gain_range,
+        directions=config.start.directions,
+        direction_range=config.start.direction_range,
+        hyperparams={name: getattr(config.search, name) for name in config.start.cosearch},
+        hyperparam_factor=config.start.hyperparam_factor,
+    )
+
+
+def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
+    """The number of the first attempt at this trial.
+
+    A retry (after an interruption or a dead worker) copies the user attrs of the trial it
+    retries, so it keeps the original number, and with it its seed and its files.
+    """
+    number = trial.user_attrs.get("original_number", trial.number)
+    return int(number)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The RNG seed of a trial, from the study seed and the trial's original number."""
+    return study_seed * 100_003 + number
+
+
+def trial_key(number: int) -> str:
+    """The folder name of a trial's files under ``trials/``."""
+    return f"{number:05d}"
+
+
+class Objective:
+    """The callable ``study.optimize`` runs once per trial.
+
+    Args:
+        config: the study.
+        state_dir: the study's folder; trial files go to ``state_dir/trials/<key>/``.
+        data: the search split, already on ``device``.
+        start_space: the dimensions of x.
+        progress: show a bar of epochs.
+    """
+
+    def __init__(self, *, config: StudyConfig, state_dir: Path, data: SearchData,
+                 start_space: StartSpace, device: torch.device, progress: bool = False) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.data = data
+        self.start_space = start_space
+        self.device = device
+        self.progress = progress
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        number = original_number(trial)
+        trial.set_user_attr("original_number", number)
+        seed = trial_seed(self.config.seed, number)
+        x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
+             for spec in self.start_space.specs}
+        start = self.start_space.decode(x)
+        init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
+        files = self.state_dir / "trials" / trial_key(number)
+        meta = {"config": _setup(self.config), "x": x, "seed": seed, "init_seed": init_seed}
+        search = self.build_search(start, seed=seed, init_seed=init_seed)
+        self._resume(search, files, meta)
+        for name, value in {"trial_key": trial_key(number),
+                            "seed": seed, "init_seed": init_seed,
+                            "device": str(self.device)}.items():
+            trial.set_user_attr(name, value)
+        for record in search.history:
+            trial.report(self._value(record), record.epoch)
+        bar = tqdm(total=search.epochs, initial=search.epoch, desc=f"trial {trial.number}",
+                   leave=False, disable=not self.progress, unit="epoch")
+        try:
+            search.run(lambda record: self._after_epoch(trial, search, record, files, meta, bar))
+        except DivergedError as error:
+            trial.set_user_attr("fail_reason", f"diverged: {error}")
+            raise
+        except torch.OutOfMemoryError as error:
+            trial.set_user_attr("fail_reason", f"out of memory: {str(error).splitlines()[0]}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", INTERRUPTED)
+            raise
+        finally:
+            bar.close()
+        self._record(trial, search)
+        return self._value(search.history[-1])
+
+    def build_search(self, start: StartPoint, *, seed: int, init_seed: int) -> DartsSearch:
+        """A supernet initialised from ``init_seed``, moved to ``start``, ready to search."""
+        space = self.config.space
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
+                           num_classes=self.data.num_classes, in_channels=self.data.in_channels)
+        apply_start(net, start, direction_seed=self.config.seed)
+        s = self.config.search
+        settings: dict[str, Any] = dict(
+            weight_lr=s.weight_lr, weight_lr_min=s.weight_lr_min, momentum=s.momentum,
+            nesterov=s.nesterov, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+            arch_lr=s.arch_lr, arch_betas=(s.arch_beta1, s.arch_beta2),
+            arch_weight_decay=s.arch_weight_decay)
+        settings.update(start.hyperparams)
+        return DartsSearch(net.to(self.device), weight_batches=self.data.weight_batches,
+                           arch_batches=self.data.arch_batches, seed=seed, epochs=s.epochs,
+                           order=s.order, **settings)
+
+    def _resume(self, search: DartsSearch, files: Path, meta: dict[str, Any]) -> None:
+        try:
+            search.load_state_dict(load_checkpoint(files / "ckpt.pt", meta=meta))
+        except FileNotFoundError:
+            pass
+        except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
+            logger.warning("restarting trial %s from scratch: %s", files.name, error)
+        else:
+            logger.info("trial %s resumes after epoch %d", files.name, search.epoch)
+        write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
+
+    def _after_epoch(self, trial: optuna.Trial, search: DartsSearch, record: EpochRecord,
+                     files: Path, meta: dict[str, Any], bar: Any) -> None:
+        save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta)
+        append_metrics(files / "metrics.jsonl", record.to_dict())
+        bar.update(1)
+        bar.set_postfix(valid=f"{record.valid_acc:.1f}%")
+        trial.report(self._value(record), record.epoch)
+        if trial.should_prune():
+            self._record(trial, search)
+            raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+
+    def _value(self, record: EpochRecord) -> float:
+        if self.config.search.objective == "discrete":
+            return record.discrete_acc
+        return record.valid_acc
+
+    def _record(self, trial: optuna.Trial, search: DartsSearch) -> None:
+        last = search.history[-1]
+        genotype = NB201Genotype.parse(last.genotype)
+        params = nb201_eval_params(genotype, num_classes=self.data.num_classes,
+                                   in_channels=self.data.in_channels)
+        attrs = {
+            "cell": last.genotype,
+            "supernet_acc": last.valid_acc,
+            "discrete_acc": last.discrete_acc,
+            "eval_params_M": params / 1e6,
+            "alpha_softmax": last.alpha_softmax,
+            "epochs_run": search.epoch,
+            "wall_time_s": sum(r.seconds for r in search.history),
+            **genotype.op_shares(),
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+
+
+def _setup(config: StudyConfig) -> dict[str, Any]:
+    """The parts of a config that decide a trial's search (the budget does not)."""
+    setup = to_dict(config)
+    section, key = BUDGET_KEY.split(".")
+    del setup[section][key]
+    return setup

@@ -1,0 +1,127 @@
+"""Cell spaces and their genotypes (plain data, no torch).
+
+NAS-Bench-201: a 4-node cell whose 6 edges ``j <- i`` (i < j) each carry one of five
+operations. The cell string is NB201's own format, nodes separated by ``+``::
+
+    |nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+NB201_OPS: tuple[str, ...] = (
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "avg_pool_3x3",
+)
+NB201_NODES = 4
+# Edges as (to, from), in the order the cell string lists them.
+NB201_EDGES: tuple[tuple[int, int], ...] = tuple(
+    (to, src) for to in range(1, NB201_NODES) for src in range(to)
+)
+SKIP_OPS = frozenset({"skip_connect"})
+POOL_OPS = frozenset({"avg_pool_3x3", "max_pool_3x3"})
+NONE_OPS = frozenset({"none"})
+
+
+class GenotypeError(ValueError):
+    """A cell string or op list that does not describe a cell of the space."""
+
+
+def edge_name(edge: tuple[int, int]) -> str:
+    """Name an edge ``(to, from)`` as NB201 does: ``"to<-from"``."""
+    return f"{edge[0]}<-{edge[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class NB201Genotype:
+    """One NB201 cell: an op name per edge, in ``NB201_EDGES`` order."""
+
+    ops: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ops) != len(NB201_EDGES):
+            raise GenotypeError(f"an NB201 cell has {len(NB201_EDGES)} edges, got {len(self.ops)}")
+        for op in self.ops:
+            if op not in NB201_OPS:
+                raise GenotypeError(f"unknown NB201 op {op!r} (valid: {', '.join(NB201_OPS)})")
+
+    @classmethod
+    def from_indices(cls, indices: Sequence[int]) -> NB201Genotype:
+        """Build a cell from one op index (into ``NB201_OPS``) per edge."""
+        return cls(tuple(NB201_OPS[i] for i in indices))
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(NB201_OPS.index(op) for op in self.ops)
+
+    def to_str(self) -> str:
+        """Write the cell in NB201's string format."""
+        ops = iter(zip(self.ops, NB201_EDGES, strict=True))
+        nodes = []
+        for to in range(1, NB201_NODES):
+            inputs = [f"{op}~{src}" for op, (_, src) in itertools.islice(ops, to)]
+            nodes.append("|" + "|".join(inputs) + "|")
+        return "+".join(nodes)
+
+    @classmethod
+    def parse(cls, text: str) -> NB201Genotype:
+        """Read a cell string in NB201's format.
+
+        Raises:
+            GenotypeError: the string is not an NB201 cell.
+        """
+        nodes = text.strip().split("+")
+        if len(nodes) != NB201_NODES - 1:
+            raise GenotypeError(
+                f"an NB201 cell string has {NB201_NODES - 1} '+'-separated nodes: {text!r}"
+            )
+        ops = []
+        for to, node in enumerate(nodes, start=1):
+            if not (node.startswith("|") and node.endswith("|")):
+                raise GenotypeError(f"node {to} must be written |op~input|...|: {node!r}")
+            inputs = node[1:-1].split("|")
+            if len(inputs) != to:
+                raise GenotypeError(f"node {to} must have {to} inputs: {node!r}")
+            for expected_src, item in enumerate(inputs):
+                op, sep, src = item.partition("~")
+                if not sep or src != str(expected_src):
+                    raise GenotypeError(f"expected op~{expected_src} in node {to}, got {item!r}")
+                ops.append(op)
+        return cls(tuple(ops))
+
+    def op_shares(self) -> dict[str, float]:
+        """Share of edges that are skip connections, pooling and ``none``."""
+        return op_shares(self.ops)
+
+
+def op_shares(ops: Sequence[str]) -> dict[str, float]:
+    """Share of the given ops that are skip connections, pooling and ``none``."""
+    n = len(ops)
+    return {
+        "skip_share": sum(op in SKIP_OPS for op in ops) / n,
+        "pool_share": sum(op in POOL_OPS for op in ops) / n,
+        "none_share": sum(op in NONE_OPS for op in ops) / n,
+    }
+
+
+def all_nb201_genotypes() -> Iterator[NB201Genotype]:
+    """Yield all 5**6 = 15,625 NB201 cells."""
+    for ops in itertools.product(NB201_OPS, repeat=len(NB201_EDGES)):
+        yield NB201Genotype(ops)
+
+
+__all__ = [
+    "NB201_EDGES",
+    "NB201_OPS",
+    "GenotypeError",
+    "NB201Genotype",
+    "all_nb201_genotypes",
+    "edge_name",
+    "op_shares",
+]

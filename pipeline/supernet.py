@@ -1,0 +1,100 @@
+"""The NB201 supernet: mixed operations weighted by architecture logits (alphas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.networks import NB201Skeleton
+from pipeline.ops import ResNetBlock, make_op
+from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201_OPS, NB201Genotype
+
+
+class MixedOp(nn.Module):
+    """A softmax-weighted sum of every candidate op on one edge.
+
+    ``none`` contributes exactly zero to the sum, so it is left out of the computation;
+    its weight still takes part in the softmax.
+    """
+
+    def __init__(self, channels: int, op_names: Sequence[str]) -> None:
+        super().__init__()
+        self.op_names = tuple(op_names)
+        self.ops = nn.ModuleDict({
+            name: make_op(name, channels, affine=False) for name in op_names if name != "none"
+        })
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:  # weights: (n_ops,)
+        terms = [weights[self.op_names.index(name)] * op(x) for name, op in self.ops.items()]
+        return sum(terms[1:], terms[0])
+
+    def forward_op(self, x: Tensor, index: int) -> Tensor:
+        """Run only the op at ``index`` (a discrete cell with inherited weights)."""
+        name = self.op_names[index]
+        return x.mul(0.0) if name == "none" else self.ops[name](x)
+
+
+class SearchCell(nn.Module):
+    """NB201's 4-node DAG with a mixed op on each of its 6 edges."""
+
+    def __init__(self, channels: int, op_names: Sequence[str]) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(MixedOp(channels, op_names) for _ in NB201_EDGES)
+
+    def forward(self, x: Tensor, weights: Tensor | None = None,
+                choice: Sequence[int] | None = None) -> Tensor:
+        """Mix every op by ``weights`` (edges, ops), or run one op per edge (``choice``)."""
+        nodes = [x]
+        for to in range(1, NB201_NODES):
+            total: Tensor | None = None
+            for i, (edge_to, src) in enumerate(NB201_EDGES):
+                if edge_to != to:
+                    continue
+                edge = self.edges[i]
+                out = edge(nodes[src], weights[i]) if choice is None else edge.forward_op(
+                    nodes[src], choice[i])
+                total = out if total is None else total + out
+            assert total is not None
+            nodes.append(total)
+        return nodes[-1]
+
+
+class Supernet(NB201Skeleton):
+    """The NB201 supernet; its alphas (edges, ops) are a registered parameter.
+
+    Search cells use batch norm without affine parameters, as in DARTS.
+    """
+
+    def __init__(self, *, channels: int, cells_per_stage: int, num_classes: int,
+                 in_channels: int, op_names: Sequence[str] = NB201_OPS) -> None:
+        super().__init__(lambda width: SearchCell(width, op_names), channels=channels,
+                         cells_per_stage=cells_per_stage, num_classes=num_classes,
+                         in_channels=in_channels)
+        self.op_names = tuple(op_names)
+        self.alphas = nn.Parameter(torch.zeros(len(NB201_EDGES), len(op_names)))
+
+    def forward(self, x: Tensor, choice: Sequence[int] | None = None) -> Tensor:
+        """Logits (B, classes) for images (B, C, H, W): the mixture, or the cell ``choice``."""
+        weights = F.softmax(self.alphas, dim=-1) if choice is None else None
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x) if isinstance(layer, ResNetBlock) else layer(x, weights, choice)
+        return self.classifier(self.head(x))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas]
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for name, p in self.named_parameters() if name != "alphas")
+
+    def alpha_softmax(self) -> Tensor:
+        """Mixing weights (edges, ops), detached."""
+        return F.softmax(self.alphas.detach(), dim=-1)
+
+    def genotype(self) -> NB201Genotype:
+        """The cell the alphas select: the argmax op on each edge (``none`` can win)."""
+        indices = self.alphas.detach().argmax(dim=-1).tolist()
+        return NB201Genotype(tuple(self.op_names[i] for i in indices))

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import config as cfg
+from pipeline.config import ConfigError, StudyConfig, from_dict, load, to_dict
+
+
+def test_defaults_follow_nb201_darts_protocol() -> None:
+    c = StudyConfig(name="x")
+    assert (c.search.weight_lr, c.search.weight_lr_min, c.search.momentum) == (0.025, 0.001, 0.9)
+    assert (c.search.weight_decay, c.search.arch_lr, c.search.arch_weight_decay) == (
+        5e-4, 3e-4, 1e-3)
+    assert (c.search.arch_beta1, c.search.arch_beta2) == (0.5, 0.999)
+    assert c.search.nesterov and c.search.grad_clip == 5.0 and c.search.batch_size == 64
+    assert (c.space.channels, c.space.cells_per_stage) == (16, 5)
+
+
+def test_dict_round_trip_is_lossless(tiny_config: StudyConfig) -> None:
+    data = to_dict(tiny_config)
+    assert from_dict(json.loads(json.dumps(data))) == tiny_config
+
+
+def test_study_file_loads_with_name_from_stem(study_file: Path, tiny_config: StudyConfig) -> None:
+    assert load(study_file) == tiny_config
+
+
+def test_overrides_are_coerced(study_file: Path) -> None:
+    c = load(study_file, ["search.epochs=7", "search.arch_lr=1e-3", "data.dataset=cifar10",
+                          "start.cosearch=['weight_lr']", "search.weight_lr=1"])
+    assert c.search.epochs == 7 and c.search.arch_lr == 1e-3
+    assert c.data.dataset == "cifar10" and c.start.cosearch == ("weight_lr",)
+    assert isinstance(c.search.weight_lr, float)
+
+
+def test_default_study_file_is_valid() -> None:
+    c = load(Path(__file__).parents[1] / "studies" / "default.toml")
+    assert c.name == "default" and c.data.dataset == "digits" and c.outer.n_trials >= 16
+
+
+@pytest.mark.parametrize("override, key", [
+    ("no_such_key=1", "no_such_key"),
+    ("search.no_such=1", "search.no_such"),
+    ("search.epochs=-1", "search.epochs"),
+    ("search.batch_size=0", "search.batch_size"),
+    ("search.weight_lr=abc", "search.weight_lr"),
+    ("search.epochs=2.5", "search.epochs"),
+    ("search.nesterov=1", "search.nesterov"),
+    ("data.dataset=mnist", "data.dataset"),
+    ("outer.sampler=grid", "outer.sampler"),
+    ("outer.pruner=hyperband", "outer.pruner"),
+    ("search.objective=test", "search.objective"),
+    ("start.cosearch=['momentum']", "start.cosearch"),
+    ("name=../escape", "name"),
+    ("name=/abs", "name"),
+    ("search=3", "search"),
+    ("search.epochs", "search.epochs"),
+])
+def test_bad_overrides_name_the_key(study_file: Path, override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load(study_file, [override])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[search\nepochs = 2")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(bad)
+
+
+def test_diff_lists_changed_keys(tiny_config: StudyConfig) -> None:
+    old = to_dict(tiny_config)
+    new = to_dict(from_dict({**old, "search": {**old["search"], "epochs": 9}}))
+    assert cfg.diff(old, new) == ["search.epochs: 3 -> 9"]
+
+
+_values = st.one_of(st.integers(-5, 100), st.floats(allow_nan=True), st.booleans(),
+                    st.text(max_size=8), st.lists(st.text(max_size=4), max_size=2))
+_keys = st.sampled_from(["seed", "name", "search.epochs", "search.arch_lr", "search.order",
+                         "data.dataset", "data.subset", "space.channels", "outer.sampler",
+                         "outer.n_trials", "start.cosearch", "start.alpha_range", "bogus",
+                         "search.bogus", "outer"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_keys, _values), max_size=4))
+def test_any_override_loads_or_gives_config_error(tmp_path_factory: pytest.TempPathFactory,
+                                                 pairs: list[tuple[str, object]]) -> None:
+    data = to_dict(StudyConfig(name="p"))
+    try:
+        for key, value in pairs:
+            *sections, leaf = key.split(".")
+            node = data
+            for section in sections:
+                node = node.setdefault(section, {})
+                if not isinstance(node, dict):
+                    raise ConfigError("not a section")
+            node[leaf] = value
+        from_dict(data)
+    except ConfigError:
+        pass

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.spaces import GenotypeError, NB201Genotype, all_nb201_genotypes
+
+EXAMPLE = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+           "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+
+
+def test_all_cells_round_trip_through_their_strings() -> None:
+    strings = set()
+    for genotype in all_nb201_genotypes():
+        text = genotype.to_str()
+        assert NB201Genotype.parse(text) == genotype
+        assert NB201Genotype.from_indices(genotype.indices) == genotype
+        strings.add(text)
+    assert len(strings) == 5**6
+
+
+def test_string_format_is_nb201s() -> None:
+    genotype = NB201Genotype.parse(EXAMPLE)
+    assert genotype.ops == ("nor_conv_3x3",) * 3 + ("skip_connect",) + ("nor_conv_3x3",) * 2
+    assert genotype.to_str() == EXAMPLE
+
+
+@pytest.mark.parametrize("text", [
+    "", "|nor_conv_3x3~0|", EXAMPLE.replace("skip_connect", "sep_conv_3x3"),
+    EXAMPLE.replace("~1|+", "~0|+", 1), EXAMPLE.replace("|+|", "+"),
+    EXAMPLE + "+|none~0|",
+])
+def test_malformed_strings_are_rejected(text: str) -> None:
+    with pytest.raises(GenotypeError):
+        NB201Genotype.parse(text)
+
+
+def test_op_shares() -> None:
+    genotype = NB201Genotype(("skip_connect", "avg_pool_3x3", "none", "none",
+                              "nor_conv_1x1", "skip_connect"))
+    assert genotype.op_shares() == {"skip_share": 2 / 6, "pool_share": 1 / 6,
+                                    "none_share": 2 / 6}
