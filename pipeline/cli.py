@@ -9,10 +9,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from pipeline.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger("pipeline")
 
@@ -69,9 +73,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time DARTS iterations on random data and an epoch of a study on this device."""
+    import json
+
+    import torch
+
+    from pipeline.bench import in_fresh_process, measure_epoch, measure_iteration
+    from pipeline.config import load
+
+    device = str(_pick_device(args.device))
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+          f"median of {args.iterations} iterations after {args.warmup} warm-up")
+    records = [
+        in_fresh_process(measure_iteration, channels=args.channels,
+                         cells_per_stage=args.cells_per_stage, batch=args.batch, order=order,
+                         device=device, warmup=args.warmup, iterations=args.iterations)
+        for order in args.order
+    ]
+    if args.study:
+        records.append(in_fresh_process(measure_epoch, config=load(args.study), device=device))
+    print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} "
+          f"{'median ms':>10} {'peak MiB':>9} {'trials/h':>9}")
+    for r in records:
+        per_hour = f"{r.trials_per_hour:9.1f}" if r.trials_per_hour else f"{'':9}"
+        print(f"{r.kind:10} {r.space:6} {r.order:5d} {r.batch:5d} {r.channels:3d} "
+              f"{r.cells_per_stage:3d} {r.median_ms:10.1f} {r.peak_mem_mib:9.0f} {per_hour}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "search": cmd_search,
     "status": cmd_status,
+    "bench": cmd_bench,
 }
 
 
@@ -99,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a study's trials")
     status.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     _add_storage_args(status)
+
+    bench = commands.add_parser("bench", help="measure search speed and memory")
+    bench.add_argument("--space", choices=["nb201"], default="nb201")
+    bench.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2])
+    bench.add_argument("--batch", type=int, default=64)
+    bench.add_argument("--channels", type=int, default=16)
+    bench.add_argument("--cells-per-stage", type=int, default=5)
+    bench.add_argument("--iterations", type=int, default=10)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    bench.add_argument("--study", help="also time an epoch of this study file "
+                                       "(e.g. studies/default.toml)")
+    bench.add_argument("--json", help="write the records to this JSON file")
     return parser
 
 

@@ -184,7 +184,8 @@ class StudyConfig:
 
 def to_dict(config: StudyConfig) -> dict[str, Any]:
     """Return the config as plain JSON/TOML-able data (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))
+    plain: dict[str, Any] = _plain(dataclasses.asdict(config))
+    return plain
 
 
 def _plain(value: Any) -> Any:
@@ -197,7 +198,8 @@ def _plain(value: Any) -> Any:
 
 def from_dict(data: Mapping[str, Any]) -> StudyConfig:
     """Build a config from plain data, rejecting unknown keys and wrong types."""
-    return _build(StudyConfig, data, prefix="")
+    config: StudyConfig = _build(StudyConfig, data, prefix="")
+    return config
 
 
 def load(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
@@ -262,7 +264,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=key + ".")
     if hint is bool:
         _check(isinstance(value, bool), key, "must be true or false", value)

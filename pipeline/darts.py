@@ -151,7 +151,7 @@ class DartsSearch:
         with _frozen(self.alphas):
             logits = self.net(x)
             loss = F.cross_entropy(logits, y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
         self.w_optimizer.step()
         correct = (logits.detach().argmax(dim=1) == y).sum()
@@ -160,6 +160,7 @@ class DartsSearch:
 
     def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
         """One Adam step of the alphas on the validation half."""
+        grads: Sequence[Tensor]
         if self.order == 1:
             grads = torch.autograd.grad(self._loss(x_a, y_a), self.alphas)
         else:

@@ -125,7 +125,7 @@ def stratified_halves(labels: Tensor, share: float, *, seed: int) -> tuple[Tenso
     """Split indices class by class: ``share`` of each class, then the rest (both shuffled)."""
     generator = torch.Generator().manual_seed(seed)
     first, second = [], []
-    for label in labels.unique(sorted=True):
+    for label in torch.unique(labels, sorted=True):
         members = (labels == label).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
         cut = round(len(members) * share)

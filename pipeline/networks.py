@@ -38,9 +38,9 @@ class NB201Skeleton(nn.Module):
         )
         self.classifier = nn.Linear(channels * 4, num_classes)
 
-    def weight_families(self) -> dict[str, list[nn.Parameter]]:
+    def weight_families(self) -> dict[str, list[Tensor]]:
         """Group the conv and linear weights (not biases or norms) by family."""
-        families: dict[str, list[nn.Parameter]] = {name: [] for name in WEIGHT_FAMILIES}
+        families: dict[str, list[Tensor]] = {name: [] for name in WEIGHT_FAMILIES}
         for module_name, module in self.named_modules():
             if not isinstance(module, nn.Conv2d | nn.Linear):
                 continue
@@ -88,7 +88,8 @@ class NB201Network(NB201Skeleton):
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x)
-        return self.classifier(self.head(x))
+        logits: Tensor = self.classifier(self.head(x))
+        return logits
 
 
 def count_parameters(module: nn.Module) -> int:

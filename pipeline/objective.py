@@ -74,6 +74,27 @@ def build_start_space(config: StudyConfig, steps_per_epoch: int) -> StartSpace:
     )
 
 
+def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, seed: int,
+                 init_seed: int, device: torch.device) -> DartsSearch:
+    """A supernet initialised from ``init_seed``, moved to ``start``, ready to search."""
+    space = config.space
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
+                       num_classes=data.num_classes, in_channels=data.in_channels)
+    apply_start(net, start, direction_seed=config.seed)
+    s = config.search
+    settings: dict[str, Any] = dict(
+        weight_lr=s.weight_lr, weight_lr_min=s.weight_lr_min, momentum=s.momentum,
+        nesterov=s.nesterov, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+        arch_lr=s.arch_lr, arch_betas=(s.arch_beta1, s.arch_beta2),
+        arch_weight_decay=s.arch_weight_decay)
+    settings.update(start.hyperparams)
+    return DartsSearch(net.to(device), weight_batches=data.weight_batches,
+                       arch_batches=data.arch_batches, seed=seed, epochs=s.epochs,
+                       order=s.order, **settings)
+
+
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
     """The number of the first attempt at this trial.
 
@@ -124,7 +145,8 @@ class Objective:
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
         files = self.state_dir / "trials" / trial_key(number)
         meta = {"config": _setup(self.config), "x": x, "seed": seed, "init_seed": init_seed}
-        search = self.build_search(start, seed=seed, init_seed=init_seed)
+        search = build_search(self.config, self.data, start, seed=seed, init_seed=init_seed,
+                              device=self.device)
         self._resume(search, files, meta)
         for name, value in {"trial_key": trial_key(number),
                             "seed": seed, "init_seed": init_seed,
@@ -149,25 +171,6 @@ class Objective:
             bar.close()
         self._record(trial, search)
         return self._value(search.history[-1])
-
-    def build_search(self, start: StartPoint, *, seed: int, init_seed: int) -> DartsSearch:
-        """A supernet initialised from ``init_seed``, moved to ``start``, ready to search."""
-        space = self.config.space
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
-                           num_classes=self.data.num_classes, in_channels=self.data.in_channels)
-        apply_start(net, start, direction_seed=self.config.seed)
-        s = self.config.search
-        settings: dict[str, Any] = dict(
-            weight_lr=s.weight_lr, weight_lr_min=s.weight_lr_min, momentum=s.momentum,
-            nesterov=s.nesterov, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-            arch_lr=s.arch_lr, arch_betas=(s.arch_beta1, s.arch_beta2),
-            arch_weight_decay=s.arch_weight_decay)
-        settings.update(start.hyperparams)
-        return DartsSearch(net.to(self.device), weight_batches=self.data.weight_batches,
-                           arch_batches=self.data.arch_batches, seed=seed, epochs=s.epochs,
-                           order=s.order, **settings)
 
     def _resume(self, search: DartsSearch, files: Path, meta: dict[str, Any]) -> None:
         try:

@@ -64,4 +64,5 @@ class ResNetBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv_b(self.conv_a(x)) + self.shortcut(x)
+        out: Tensor = self.conv_b(self.conv_a(x)) + self.shortcut(x)
+        return out

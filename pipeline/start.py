@@ -148,5 +148,6 @@ def _direction(w0: Tensor, generator: torch.Generator) -> Tensor:
     w0 = w0.detach().cpu()
     filter_norms = w0.flatten(1).norm(dim=1)
     d_norms = d.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return d * (filter_norms / d_norms).view(-1, *([1] * (w0.dim() - 1)))
+    direction: Tensor = d * (filter_norms / d_norms).view(-1, *([1] * (w0.dim() - 1)))
+    return direction
 

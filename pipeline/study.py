@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import BUDGET_KEY, StudyConfig, diff, to_dict
@@ -70,7 +71,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """
     try:
         if url.endswith((".log", ".journal")) and "://" not in url:
-            backend = optuna.storages.journal.JournalFileBackend(url)
+            backend = JournalFileBackend(url)
             return optuna.storages.JournalStorage(backend)
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:"):
@@ -181,8 +182,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     """Run or resume a study until ``outer.n_trials`` trials count against its budget."""
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
+    data = prepare_data(config, device)  # before the storage, which may create files
     study_storage = make_storage(storage_url)
-    data = prepare_data(config, device)
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     study = open_study(config, study_storage, start_space, force=force)
     directory.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +30,14 @@ class MixedOp(nn.Module):
 
     def forward(self, x: Tensor, weights: Tensor) -> Tensor:  # weights: (n_ops,)
         terms = [weights[self.op_names.index(name)] * op(x) for name, op in self.ops.items()]
-        return sum(terms[1:], terms[0])
+        total: Tensor = sum(terms[1:], terms[0])
+        return total
 
     def forward_op(self, x: Tensor, index: int) -> Tensor:
         """Run only the op at ``index`` (a discrete cell with inherited weights)."""
         name = self.op_names[index]
-        return x.mul(0.0) if name == "none" else self.ops[name](x)
+        out: Tensor = x.mul(0.0) if name == "none" else self.ops[name](x)
+        return out
 
 
 class SearchCell(nn.Module):
@@ -53,9 +56,12 @@ class SearchCell(nn.Module):
             for i, (edge_to, src) in enumerate(NB201_EDGES):
                 if edge_to != to:
                     continue
-                edge = self.edges[i]
-                out = edge(nodes[src], weights[i]) if choice is None else edge.forward_op(
-                    nodes[src], choice[i])
+                edge = cast(MixedOp, self.edges[i])
+                if choice is not None:
+                    out = edge.forward_op(nodes[src], choice[i])
+                else:
+                    assert weights is not None
+                    out = edge(nodes[src], weights[i])
                 total = out if total is None else total + out
             assert total is not None
             nodes.append(total)
@@ -82,7 +88,8 @@ class Supernet(NB201Skeleton):
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x) if isinstance(layer, ResNetBlock) else layer(x, weights, choice)
-        return self.classifier(self.head(x))
+        logits: Tensor = self.classifier(self.head(x))
+        return logits
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas]

@@ -17,7 +17,7 @@ TINY = {
     "space": {"channels": 4, "cells_per_stage": 1},
     "search": {"epochs": 3, "batch_size": 32, "arch_lr": 3e-3},
     "start": {"directions": 2},
-    "outer": {"n_trials": 3, "popsize": 3, "pruner": "none"},
+    "outer": {"n_trials": 3, "popsize": 4, "pruner": "none"},
 }
 
 

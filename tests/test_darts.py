@@ -10,17 +10,15 @@ from torch.func import functional_call
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import StudyConfig
 from pipeline.darts import DartsSearch, DivergedError
-from pipeline.objective import Objective, build_start_space, prepare_data
+from pipeline.objective import build_search, build_start_space, prepare_data
 
 
 def make_search(config: StudyConfig, device: torch.device, *, seed: int = 0,
                 order: int = 1, init_seed: int | None = None) -> DartsSearch:
     data = prepare_data(config, device)
     space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
-    objective = Objective(config=config, state_dir=Path("unused"), data=data,
-                          start_space=space, device=device)
-    search = objective.build_search(space.decode(space.centre()), seed=seed,
-                                    init_seed=seed if init_seed is None else init_seed)
+    search = build_search(config, data, space.decode(space.centre()), seed=seed,
+                          init_seed=seed if init_seed is None else init_seed, device=device)
     search.order = order
     return search
 

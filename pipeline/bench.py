@@ -1,0 +1,134 @@
+"""Benchmarks: time and memory of the inner search on the current device.
+
+Each measurement runs in a fresh process, so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline.config import StudyConfig
+from pipeline.darts import DartsSearch
+from pipeline.data import DeviceBatches, ImageSet
+from pipeline.supernet import Supernet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchRecord:
+    """One measurement. ``median_ms`` is one search iteration (an architecture step and a
+    weight step) for ``kind="iteration"``, one whole epoch for ``kind="epoch"``."""
+
+    kind: str
+    space: str
+    order: int
+    batch: int
+    population: int
+    channels: int
+    cells_per_stage: int
+    device: str
+    median_ms: float
+    peak_mem_mib: float
+    torch_version: str
+    trials_per_hour: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _random_batches(n: int, batch: int, classes: int, device: torch.device) -> DeviceBatches:
+    generator = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.randint(0, 256, (n, 3, 32, 32), generator=generator,
+                                    dtype=torch.uint8),
+                      torch.randint(0, classes, (n,), generator=generator),
+                      tuple(map(str, range(classes))))
+    return DeviceBatches(images, batch_size=batch, device=device, mean=torch.full((3,), 0.5),
+                         std=torch.full((3,), 0.25), crop_padding=4, flip=True)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
+                      device: str, warmup: int = 2, iterations: int = 10) -> BenchRecord:
+    """Median wall time of one DARTS iteration of the NB201 supernet on random data."""
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    net = Supernet(channels=channels, cells_per_stage=cells_per_stage, num_classes=10,
+                   in_channels=3).to(dev)
+    batches = _random_batches(2 * batch, batch, 10, dev)
+    search = DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=0,
+                         epochs=1, order=order)
+    (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
+    times = []
+    for i in range(warmup + iterations):
+        _synchronize(dev)
+        started = time.perf_counter()
+        search.arch_step(x_w, y_w, x_a, y_a)
+        search.weight_step(x_w, y_w)
+        _synchronize(dev)
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    return BenchRecord(kind="iteration", space="nb201", order=order, batch=batch, population=1,
+                       channels=channels, cells_per_stage=cells_per_stage, device=str(dev),
+                       median_ms=1000 * statistics.median(times), peak_mem_mib=_peak_mib(dev),
+                       torch_version=torch.__version__)
+
+
+def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
+    """Wall time of one search epoch of a study (data pipeline and measuring included),
+    and the trials per hour that gives at the study's epochs."""
+    from pipeline.objective import build_search, build_start_space, prepare_data
+
+    dev = torch.device(device)
+    data = prepare_data(config, dev)
+    space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
+    search = build_search(config, data, space.decode(space.centre()), seed=0, init_seed=0,
+                          device=dev)
+    search.run_epoch()  # warm-up
+    times = [search.run_epoch().seconds for _ in range(2)]
+    epoch_s = statistics.median(times)
+    return BenchRecord(kind="epoch", space=config.space.name, order=config.search.order,
+                       batch=config.search.batch_size, population=1,
+                       channels=config.space.channels,
+                       cells_per_stage=config.space.cells_per_stage, device=str(dev),
+                       median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
+                       torch_version=torch.__version__,
+                       trials_per_hour=3600 / (epoch_s * config.search.epochs))
+
+
+def _child(function: Callable[..., BenchRecord], kwargs: dict[str, Any],
+           queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        queue.put(("ok", function(**kwargs).to_dict()))
+    except BaseException as error:
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def in_fresh_process(function: Callable[..., BenchRecord], **kwargs: Any) -> BenchRecord:
+    """Run a measurement in a new process, so that its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(function, kwargs, queue))
+    process.start()
+    status, result = queue.get()
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark failed: {result}")
+    return BenchRecord(**result)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from pipeline.bench import measure_epoch, measure_iteration
+from pipeline.config import StudyConfig
+
+FIELDS = {"space", "order", "batch", "population", "device", "median_ms", "peak_mem_mib"}
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_iteration_record(order: int) -> None:
+    record = measure_iteration(channels=4, cells_per_stage=1, batch=8, order=order,
+                               device="cpu", warmup=1, iterations=2)
+    assert record.median_ms > 0 and record.peak_mem_mib > 0 and record.order == order
+    assert FIELDS <= set(record.to_dict())
+
+
+def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
+    record = measure_epoch(tiny_config, device="cpu")
+    assert record.kind == "epoch" and record.trials_per_hour is not None
+    assert record.trials_per_hour == pytest.approx(3600 / (record.median_ms / 1000 * 3))
+
+
+def test_bench_command_writes_json_from_a_fresh_process(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "--order", "1", "--channels", "4", "--cells-per-stage", "1",
+                     "--batch", "8", "--iterations", "2", "--warmup", "1", "--device", "cpu",
+                     "--json", str(out)])
+    assert code == 0
+    [record] = json.loads(out.read_text())
+    assert FIELDS <= set(record) and record["device"] == "cpu"
+    assert "median ms" in capsys.readouterr().out

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_search_then_status(study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(study_file.parent)
+    code, out, err = _run(capsys, "search", str(study_file), "--root", root, "--n-trials", "2",
+                          "--set", "search.epochs=1")
+    assert code == 0, err
+    assert "best cell      |" in out and "2 of 2 finished" in out
+    code, out, _ = _run(capsys, "status", "tiny", "--root", root)
+    assert code == 0 and out.count("COMPLETE") == 2
+
+
+def test_default_study_is_found_under_root(study_file: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    study_file.rename(study_file.with_name("default.toml"))
+    code, out, err = _run(capsys, "search", "--root", str(study_file.parent), "--n-trials", "1",
+                          "--set", "search.epochs=1")
+    assert code == 0, err
+    assert (study_file.parent / "default" / "study.db").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--set", "no_such_key=1"], "no_such_key"),
+    (["--set", "search.epochs=-1"], "search.epochs"),
+    (["--set", "search.batch_size=0"], "search.batch_size"),
+    (["--set", "search.weight_lr=abc"], "search.weight_lr"),
+    (["--set", "data.dataset=mnist"], "data.dataset"),
+    (["--set", "space.name=darts_cnn"], "space.name"),
+    (["--set", "outer.sampler=grid"], "outer.sampler"),
+    (["--set", "outer.pruner=sometimes"], "outer.pruner"),
+    (["--set", "name=../../etc"], "name"),
+    (["--storage", "postgresql://me:hunter2@127.0.0.1:1/nas"], "cannot open storage"),
+    (["--storage", "nosuchdb://nowhere"], "cannot open storage"),
+    (["--device", "tpu"], "--device"),
+    (["--set", "data.dataset=cifar10", "--set", "data.root=/nonexistent"], "cifar10"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+        study_file: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+        needle: str) -> None:
+    root = study_file.parent
+    code, out, err = _run(capsys, "search", str(study_file), "--root", str(root), *extra)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("globaldarts: error:") and needle in err
+    assert "hunter2" not in err and "Traceback" not in err
+    assert sorted(p.name for p in root.iterdir()) == ["tiny.toml"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "does not exist"),
+    ("[search\nepochs=1", "not valid TOML"),
+    ("[search]\nepochs = 'many'", "search.epochs"),
+])
+def test_bad_study_files(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                         content: str | None, needle: str) -> None:
+    path = tmp_path / "broken.toml"
+    if content is not None:
+        path.write_text(content)
+    code, _, err = _run(capsys, "search", str(path), "--root", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and needle in err
+
+
+def test_status_of_an_unknown_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "status", "ghost", "--root", str(tmp_path))
+    assert code == 2 and "no study 'ghost'" in err and err.count("\n") == 1
+
+
+def test_interrupt_exits_130(study_file: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.study
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.study, "run_study", interrupted)
+    code, _, err = _run(capsys, "search", str(study_file), "--root", str(study_file.parent))
+    assert code == 130 and "resume" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["search", "--n-trials", "many"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from pipeline.config import StudyConfig
+from pipeline.darts import DartsSearch
+from pipeline.spaces import NB201Genotype
+from pipeline.study import StudyError, budget_used, load_study, make_storage, run_study
+
+CPU = torch.device("cpu")
+
+
+def _with(config: StudyConfig, **sections: dict) -> StudyConfig:
+    changes = {name: dataclasses.replace(getattr(config, name), **values)
+               for name, values in sections.items()}
+    return dataclasses.replace(config, **changes)
+
+
+def _metrics(root: Path, name: str, key: str) -> list[dict]:
+    path = root / name / "trials" / key / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_three_trial_study_records_everything(tiny_config: StudyConfig, tmp_path: Path) -> None:
+    summary = run_study(tiny_config, root=tmp_path, device=CPU)
+    study = load_study("tiny", root=tmp_path)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert summary.finished == 3 and summary.best is not None
+    assert set(trials[0].params.values()) == {0.0}  # the first trial is plain DARTS' start
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert NB201Genotype.parse(attrs["cell"])
+        assert trial.value == attrs["supernet_acc"]
+        assert 0 <= attrs["discrete_acc"] <= 100
+        assert 0.07 < attrs["eval_params_M"] < 1.6
+        assert len(attrs["alpha_softmax"]) == 6
+        assert {"skip_share", "pool_share", "none_share", "seed", "wall_time_s",
+                "device"} <= set(attrs)
+        assert attrs["epochs_run"] == 3 and sorted(trial.intermediate_values) == [1, 2, 3]
+        assert len(_metrics(tmp_path, "tiny", attrs["trial_key"])) == 3
+    assert len({t.user_attrs["seed"] for t in trials}) == 3
+    resolved = json.loads((tmp_path / "tiny" / "config.resolved.json").read_text())
+    assert resolved["search"]["epochs"] == 3
+    assert (tmp_path / "tiny" / "study.db").exists()
+
+
+def test_resume_adds_trials_and_keeps_the_cma_state(tiny_config: StudyConfig,
+                                                    tmp_path: Path) -> None:
+    run_study(_with(tiny_config, outer={"n_trials": 5}, search={"epochs": 1}), root=tmp_path,
+              device=CPU)
+    summary = run_study(_with(tiny_config, outer={"n_trials": 8}, search={"epochs": 1}),
+                        root=tmp_path, device=CPU)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert len(trials) == 8 and summary.finished == 8
+    generations = [t.system_attrs.get("cma:generation") for t in trials]
+    # trial 0 is the enqueued centre; popsize 4: generation 0 ends before the resume, and
+    # the resumed sampler goes on with generation 1 instead of starting afresh
+    assert generations == [None, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_interrupted_trial_resumes_to_the_uninterrupted_result(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _with(tiny_config, outer={"n_trials": 1})
+    run_study(config, root=tmp_path / "whole", device=CPU)
+    [whole] = load_study("tiny", root=tmp_path / "whole").get_trials()
+
+    calls = {"weight_steps": 0, "epochs": 0}
+    original_step, original_epoch = DartsSearch.weight_step, DartsSearch.run_epoch
+
+    def interrupting_step(self: DartsSearch, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["weight_steps"] += 1
+        if calls["weight_steps"] == len(self.weight_batches) + 2:  # inside epoch 2
+            raise KeyboardInterrupt
+        return original_step(self, x, y)
+
+    monkeypatch.setattr(DartsSearch, "weight_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, root=tmp_path / "split", device=CPU)
+    [failed] = load_study("tiny", root=tmp_path / "split").get_trials()
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "interrupted"
+
+    def counting_epoch(self: DartsSearch) -> object:
+        calls["epochs"] += 1
+        return original_epoch(self)
+
+    monkeypatch.setattr(DartsSearch, "weight_step", original_step)
+    monkeypatch.setattr(DartsSearch, "run_epoch", counting_epoch)
+    run_study(config, root=tmp_path / "split", device=CPU)
+    study = load_study("tiny", root=tmp_path / "split")
+    retry = study.get_trials()[-1]
+    assert retry.state == TrialState.COMPLETE and budget_used(study) == 1
+    assert retry.user_attrs["original_number"] == 0 and retry.params == whole.params
+    assert calls["epochs"] == config.search.epochs - 1  # the finished epoch was not redone
+    assert retry.value == whole.value
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
+    assert _metrics(tmp_path / "split", "tiny", "00000") == _metrics(tmp_path / "whole", "tiny",
+                                                                    "00000")
+
+
+def test_diverging_trials_fail_with_a_reason_and_the_study_goes_on(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    config = _with(tiny_config, outer={"n_trials": 2}, search={"weight_lr": 1e30})
+    summary = run_study(config, root=tmp_path, device=CPU)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in trials)
+    assert summary.finished == 2 and summary.best is None
+
+
+def test_changed_config_is_refused_unless_forced(tiny_config: StudyConfig,
+                                                 tmp_path: Path) -> None:
+    run_study(_with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1}), root=tmp_path,
+              device=CPU)
+    changed = _with(tiny_config, outer={"n_trials": 1}, search={"epochs": 2})
+    with pytest.raises(StudyError, match=r"search\.epochs: 1 -> 2"):
+        run_study(changed, root=tmp_path, device=CPU)
+    run_study(changed, root=tmp_path, device=CPU, force=True)
+
+
+def test_journal_file_storage(tiny_config: StudyConfig, tmp_path: Path) -> None:
+    config = _with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1})
+    journal = str(tmp_path / "study.log")
+    run_study(config, root=tmp_path, storage=journal, device=CPU)
+    study = load_study("tiny", root=tmp_path, storage=journal)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
+
+
+def test_bad_storage_urls_give_study_errors_without_passwords() -> None:
+    for url in ("postgresql://user:s3cret@127.0.0.1:1/db", "nosuchdb://x", "sqlite:///"
+                "/proc/no/such/dir/x.db"):
+        with pytest.raises(StudyError) as error:
+            make_storage(url)
+        assert "s3cret" not in str(error.value) and "cannot open storage" in str(error.value)
+
+
+def test_unknown_study_is_a_study_error(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="no study"):
+        load_study("ghost", root=tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
