@@ -10,9 +10,9 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
-          "checkpoint", "report", "objective", "study", "cli"]
+          "checkpoint", "report", "objective", "bench", "study", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
-             "checkpoint"}
+             "checkpoint", "bench"}
 NO_TORCH = {"config", "spaces", "report"}
 
 
