@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -21,7 +22,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pipeline")
 
 DEFAULT_STUDY = "default"
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the running trial is left resumable."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -36,6 +45,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.n_trials is not None:
         overrides.append(f"outer.n_trials={args.n_trials}")
     config = load(path, overrides)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
     summary = run_study(config, root=args.root, storage=args.storage,
@@ -213,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StudyError, DatasetError, GenotypeError) as error:
         _report(args, f"error: {redact(str(error))}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _report(args, "interrupted; run the same command again to resume")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     except (CheckpointError, RuntimeError, OSError) as error:
         _report(args, f"{type(error).__name__}: {redact(str(error))}")
         return EXIT_FAILURE

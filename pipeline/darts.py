@@ -32,7 +32,8 @@ class EpochRecord:
     """What one finished epoch measured; one line of a trial's ``metrics.jsonl``.
 
     Accuracies are in percent; ``discrete_acc`` is the accuracy of the cell the alphas
-    select (``genotype``), with the supernet's weights and recalibrated batch norm.
+    select (``genotype``), with the supernet's weights and recalibrated batch norm,
+    measured at the last epoch, or every epoch if the search was asked to.
     """
 
     epoch: int
@@ -40,7 +41,7 @@ class EpochRecord:
     train_acc: float
     valid_loss: float
     valid_acc: float
-    discrete_acc: float
+    discrete_acc: float | None
     genotype: str
     alpha_softmax: list[list[float]]
     weight_lr: float
@@ -62,6 +63,8 @@ class DartsSearch:
         order: 1 for first-order DARTS, 2 for the unrolled second-order gradient.
         hessian_radius: second order only: the norm of the weight perturbation of the
             finite-difference Hessian-vector product (0.01 in DARTS).
+        cell_every_epoch: measure the derived cell's accuracy after every epoch, not
+            only after the last.
     """
 
     def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
@@ -70,7 +73,8 @@ class DartsSearch:
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
                  grad_clip: float = 5.0, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999),
-                 arch_weight_decay: float = 1e-3, hessian_radius: float = 0.01) -> None:
+                 arch_weight_decay: float = 1e-3, hessian_radius: float = 0.01,
+                 cell_every_epoch: bool = False) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.net = supernet
@@ -81,6 +85,7 @@ class DartsSearch:
         self.order = order
         self.grad_clip = grad_clip
         self.hessian_radius = hessian_radius
+        self.cell_every_epoch = cell_every_epoch
         self.weights = list(supernet.weight_parameters())
         self.alphas = supernet.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.weights, lr=weight_lr, momentum=momentum,
@@ -127,19 +132,19 @@ class DartsSearch:
 
     def _measure(self, totals: Tensor, weight_lr: float, seconds: float) -> EpochRecord:
         genotype = self.net.genotype()
-        valid = self.evaluate(self.arch_batches)
-        with _recalibrated_batch_norm(self.net, self.weight_batches, genotype.indices):
-            discrete = self.evaluate(self.arch_batches, choice=genotype.indices)
+        valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
         train_loss, train_correct, count = totals.tolist()
-        (valid_loss, valid_acc), (_, discrete_acc) = valid.tolist(), discrete.tolist()
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
             raise DivergedError(
                 f"loss became non-finite in epoch {self.epoch} "
                 f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
+        discrete_acc = None
+        if self.cell_every_epoch or self.epoch == self.epochs:
+            discrete_acc = self.evaluate_cell(genotype.indices)
         return EpochRecord(
             epoch=self.epoch, train_loss=train_loss / count,
             train_acc=100 * train_correct / count, valid_loss=valid_loss,
-            valid_acc=100 * valid_acc, discrete_acc=100 * discrete_acc,
+            valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
             genotype=genotype.to_str(), alpha_softmax=self.net.alpha_softmax().tolist(),
             weight_lr=weight_lr, seconds=seconds)
 
@@ -224,6 +229,12 @@ class DartsSearch:
             totals[2] += len(y)
         self.net.train(was_training)
         return totals[:2] / totals[2]
+
+    def evaluate_cell(self, choice: Sequence[int]) -> float:
+        """Validation accuracy (%) of the cell ``choice`` with the supernet's weights."""
+        with _recalibrated_batch_norm(self.net, self.weight_batches, choice):
+            _, accuracy = self.evaluate(self.arch_batches, choice=choice).tolist()
+        return 100 * float(accuracy)
 
     # -- state ------------------------------------------------------------------------
 

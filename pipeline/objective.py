@@ -92,7 +92,8 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
     settings.update(start.hyperparams)
     return DartsSearch(net.to(device), weight_batches=data.weight_batches,
                        arch_batches=data.arch_batches, seed=seed, epochs=s.epochs,
-                       order=s.order, **settings)
+                       order=s.order, cell_every_epoch=s.objective == "discrete",
+                       **settings)
 
 
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
@@ -196,6 +197,7 @@ class Objective:
 
     def _value(self, record: EpochRecord) -> float:
         if self.config.search.objective == "discrete":
+            assert record.discrete_acc is not None
             return record.discrete_acc
         return record.valid_acc
 

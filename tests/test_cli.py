@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 from pipeline import cli
@@ -93,3 +99,30 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["search", "--n-trials", "many"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signalled_search_resumes_where_it_stopped(study_file: Path, signum: int,
+                                                     exit_code: int) -> None:
+    root = study_file.parent
+    command = [sys.executable, "-m", "pipeline", "search", str(study_file), "--root", str(root),
+               "--n-trials", "1", "--set", "search.epochs=40"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    checkpoint = root / "tiny" / "trials" / "00000" / "ckpt.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == exit_code, err
+    assert "resume" in err
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{root}/tiny/study.db")
+    first, retry = study.get_trials()
+    assert first.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state.name == "COMPLETE" and retry.user_attrs["original_number"] == 0
+    metrics = (root / "tiny" / "trials" / "00000" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, 41))

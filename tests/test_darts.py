@@ -118,7 +118,22 @@ def test_non_finite_loss_raises_diverged(tiny_config: StudyConfig) -> None:
 
 
 def test_epoch_record_reports_percentages(tiny_config: StudyConfig) -> None:
-    record = make_search(tiny_config, torch.device("cpu")).run_epoch()
-    assert 0 <= record.valid_acc <= 100 and 0 <= record.discrete_acc <= 100
+    search = make_search(tiny_config, torch.device("cpu"))
+    record = search.run_epoch()
+    assert 0 <= record.valid_acc <= 100 and record.discrete_acc is None
+    search.run()
+    last = search.history[-1]
+    assert last.discrete_acc is not None and 0 <= last.discrete_acc <= 100
     rows = torch.tensor(record.alpha_softmax)
     assert rows.shape == (6, 5) and torch.allclose(rows.sum(dim=1), torch.ones(6))
+
+
+def test_cell_evaluation_leaves_the_search_state_untouched(tiny_config: StudyConfig) -> None:
+    search = make_search(tiny_config, torch.device("cpu"))
+    search.run_epoch()
+    before = {k: v.clone() for k, v in search.net.state_dict().items()}
+    accuracy = search.evaluate_cell([3, 3, 3, 3, 3, 3])
+    assert 0 <= accuracy <= 100
+    after = search.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert search.net.training
