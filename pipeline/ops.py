@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -18,6 +19,26 @@ class ReLUConvBN(nn.Sequential):
                       bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+
+def avg_pool_3x3(x: Tensor) -> Tensor:
+    """3x3 average over the pixels inside the image (``count_include_pad=False``), stride 1.
+
+    Computed as a depthwise box filter divided by the pixel count, which on the CPU is
+    several times faster than ``avg_pool2d`` forward and backward.
+    """
+    channels, (h, w) = x.shape[1], x.shape[-2:]
+    box = x.new_ones(channels, 1, 3, 3)
+    sums = F.conv2d(x, box, padding=1, groups=channels)
+    counts = F.conv2d(x.new_ones(1, 1, h, w), box[:1], padding=1)  # 4, 6 or 9 pixels
+    return sums / counts
+
+
+class AvgPool3x3(nn.Module):
+    """NB201's ``avg_pool_3x3`` (stride 1, padding 1, padded pixels not counted)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return avg_pool_3x3(x)
 
 
 class Zero(nn.Module):
@@ -35,8 +56,7 @@ OPS: dict[str, OpFactory] = {
     "skip_connect": lambda channels, affine: nn.Identity(),
     "nor_conv_1x1": lambda channels, affine: ReLUConvBN(channels, channels, 1, affine=affine),
     "nor_conv_3x3": lambda channels, affine: ReLUConvBN(channels, channels, 3, affine=affine),
-    "avg_pool_3x3": lambda channels, affine: nn.AvgPool2d(3, stride=1, padding=1,
-                                                           count_include_pad=False),
+    "avg_pool_3x3": lambda channels, affine: AvgPool3x3(),
 }
 
 

@@ -1,8 +1,12 @@
-"""The NB201 supernet: mixed operations weighted by architecture logits (alphas)."""
+"""The NB201 supernet: mixed operations weighted by architecture logits (alphas).
+
+All edges leaving a node see the same input, so what ops derive from it (its ReLU, its
+3x3 average) is computed once per node, not once per edge and op.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 import torch
@@ -10,8 +14,62 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.networks import NB201Skeleton
-from pipeline.ops import ResNetBlock, make_op
+from pipeline.ops import ResNetBlock, avg_pool_3x3
 from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201_OPS, NB201Genotype
+
+
+class NodeInput:
+    """A node's output and the tensors its out-edges derive from it, each made once."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+        self._relu: Tensor | None = None
+        self._pool: Tensor | None = None
+
+    @property
+    def relu(self) -> Tensor:
+        if self._relu is None:
+            self._relu = F.relu(self.x)
+        return self._relu
+
+    @property
+    def pool(self) -> Tensor:
+        if self._pool is None:
+            self._pool = avg_pool_3x3(self.x)
+        return self._pool
+
+
+class _Skip(nn.Module):
+    def forward(self, node: NodeInput) -> Tensor:
+        return node.x
+
+
+class _Pool(nn.Module):
+    def forward(self, node: NodeInput) -> Tensor:
+        return node.pool
+
+
+class _ConvBN(nn.Module):
+    """NB201's ReLU-Conv-BN, reading the node's shared ReLU (no affine norm, as in DARTS)."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+
+    def forward(self, node: NodeInput) -> Tensor:
+        out: Tensor = self.bn(self.conv(node.relu))
+        return out
+
+
+# name -> factory(channels) of an op that reads a NodeInput; ``none`` adds nothing.
+SEARCH_OPS: dict[str, Callable[[int], nn.Module]] = {
+    "skip_connect": lambda channels: _Skip(),
+    "nor_conv_1x1": lambda channels: _ConvBN(channels, 1),
+    "nor_conv_3x3": lambda channels: _ConvBN(channels, 3),
+    "avg_pool_3x3": lambda channels: _Pool(),
+}
 
 
 class MixedOp(nn.Module):
@@ -23,20 +81,25 @@ class MixedOp(nn.Module):
 
     def __init__(self, channels: int, op_names: Sequence[str]) -> None:
         super().__init__()
+        unknown = [name for name in op_names if name != "none" and name not in SEARCH_OPS]
+        if unknown:
+            raise KeyError(f"unknown op {unknown[0]!r} (valid: none, {', '.join(SEARCH_OPS)})")
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleDict({
-            name: make_op(name, channels, affine=False) for name in op_names if name != "none"
+            name: SEARCH_OPS[name](channels) for name in op_names if name != "none"
         })
+        self._indices = [self.op_names.index(name) for name in self.ops]
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:  # weights: (n_ops,)
-        terms = [weights[self.op_names.index(name)] * op(x) for name, op in self.ops.items()]
+    def forward(self, node: NodeInput, weights: Tensor) -> Tensor:  # weights: (n_ops,)
+        terms = [weights[i] * op(node) for i, op in zip(self._indices, self.ops.values(),
+                                                        strict=True)]
         total: Tensor = sum(terms[1:], terms[0])
         return total
 
-    def forward_op(self, x: Tensor, index: int) -> Tensor:
+    def forward_op(self, node: NodeInput, index: int) -> Tensor:
         """Run only the op at ``index`` (a discrete cell with inherited weights)."""
         name = self.op_names[index]
-        out: Tensor = x.mul(0.0) if name == "none" else self.ops[name](x)
+        out: Tensor = node.x.mul(0.0) if name == "none" else self.ops[name](node)
         return out
 
 
@@ -50,7 +113,7 @@ class SearchCell(nn.Module):
     def forward(self, x: Tensor, weights: Tensor | None = None,
                 choice: Sequence[int] | None = None) -> Tensor:
         """Mix every op by ``weights`` (edges, ops), or run one op per edge (``choice``)."""
-        nodes = [x]
+        nodes = [NodeInput(x)]
         for to in range(1, NB201_NODES):
             total: Tensor | None = None
             for i, (edge_to, src) in enumerate(NB201_EDGES):
@@ -64,8 +127,8 @@ class SearchCell(nn.Module):
                     out = edge(nodes[src], weights[i])
                 total = out if total is None else total + out
             assert total is not None
-            nodes.append(total)
-        return nodes[-1]
+            nodes.append(NodeInput(total))
+        return nodes[-1].x
 
 
 class Supernet(NB201Skeleton):

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.networks import NB201Network, count_parameters, nb201_eval_params
-from pipeline.spaces import NB201_OPS, NB201Genotype
-from pipeline.supernet import MixedOp, Supernet
+from pipeline.ops import ResNetBlock, avg_pool_3x3
+from pipeline.spaces import NB201_EDGES, NB201_OPS, NB201Genotype
+from pipeline.supernet import MixedOp, NodeInput, Supernet
 
 
 def _supernet(**kwargs: int) -> Supernet:
@@ -43,10 +44,67 @@ def test_alphas_are_registered_and_separate_from_weights() -> None:
 def test_mixed_op_equals_the_full_weighted_sum_including_none() -> None:
     torch.manual_seed(1)
     op = MixedOp(4, NB201_OPS).eval()
-    x = torch.randn(3, 4, 6, 6)
+    node = NodeInput(torch.randn(3, 4, 6, 6))
     weights = F.softmax(torch.randn(len(NB201_OPS)), dim=0)
-    full = sum(w * op.forward_op(x, i) for i, w in enumerate(weights))
-    assert torch.allclose(op(x, weights), full, atol=1e-6)
+    full = sum(w * op.forward_op(node, i) for i, w in enumerate(weights))
+    assert torch.allclose(op(node, weights), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_fast_average_pool_equals_avg_pool2d(size: int) -> None:
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+    fast = avg_pool_3x3(x)
+    slow = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert torch.allclose(fast, slow)
+    grad = torch.randn_like(slow)
+    (fast_grad,) = torch.autograd.grad(fast, x, grad)
+    (slow_grad,) = torch.autograd.grad(slow, x, grad)
+    assert torch.allclose(fast_grad, slow_grad)
+
+
+def _reference_logits(net: Supernet, x: torch.Tensor) -> torch.Tensor:
+    """The supernet the plain way: every op of every edge on its own, with PyTorch's pool."""
+    weights = F.softmax(net.alphas, dim=-1)
+    x = net.stem(x)
+    for layer in net.layers:
+        if isinstance(layer, ResNetBlock):
+            x = layer(x)
+            continue
+        nodes = [x]
+        for to in range(1, 4):
+            total = torch.zeros_like(x)
+            for i, (edge_to, src) in enumerate(NB201_EDGES):
+                if edge_to != to:
+                    continue
+                inp = nodes[src]
+                for j, name in enumerate(net.op_names):
+                    if name == "none":
+                        out = inp * 0
+                    elif name == "skip_connect":
+                        out = inp
+                    elif name == "avg_pool_3x3":
+                        out = F.avg_pool2d(inp, 3, 1, 1, count_include_pad=False)
+                    else:
+                        op = layer.edges[i].ops[name]
+                        out = op.bn(op.conv(F.relu(inp)))
+                    total = total + weights[i, j] * out
+            nodes.append(total)
+        x = nodes[-1]
+    return net.classifier(net.head(x))
+
+
+def test_supernet_equals_the_straightforward_formulation() -> None:
+    net = _supernet().double()
+    with torch.no_grad():
+        net.alphas.normal_()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    fast, slow = net(x), _reference_logits(net, x)
+    assert torch.allclose(fast, slow)
+    params = list(net.parameters())
+    fast_grads = torch.autograd.grad(fast.square().sum(), params)
+    slow_grads = torch.autograd.grad(slow.square().sum(), params)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        assert torch.allclose(a, b)
 
 
 def test_discrete_choice_equals_a_one_hot_mixture() -> None:
