@@ -286,6 +286,15 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     return value
 
 
+def without_budget(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain config without its trial budget, which may grow while a study runs."""
+    section, key = BUDGET_KEY.split(".")
+    stripped = {name: dict(value) if isinstance(value, Mapping) else value
+                for name, value in data.items()}
+    stripped.get(section, {}).pop(key, None)
+    return stripped
+
+
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """List the dotted keys whose values differ between two plain configs."""
     changed = []
@@ -312,4 +321,5 @@ __all__ = [
     "from_dict",
     "load",
     "to_dict",
+    "without_budget",
 ]

@@ -126,11 +126,11 @@ class DartsSearch:
             totals += self.weight_step(x_w, y_w)
         self.scheduler.step()
         self.epoch += 1
-        record = self._measure(totals, weight_lr, time.perf_counter() - started)
+        record = self._measure(totals, weight_lr, started)
         self.history.append(record)
         return record
 
-    def _measure(self, totals: Tensor, weight_lr: float, seconds: float) -> EpochRecord:
+    def _measure(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
         genotype = self.net.genotype()
         valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
         train_loss, train_correct, count = totals.tolist()
@@ -146,7 +146,7 @@ class DartsSearch:
             train_acc=100 * train_correct / count, valid_loss=valid_loss,
             valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
             genotype=genotype.to_str(), alpha_softmax=self.net.alpha_softmax().tolist(),
-            weight_lr=weight_lr, seconds=seconds)
+            weight_lr=weight_lr, seconds=time.perf_counter() - started)
 
     # -- the steps --------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pipeline.checkpoint import (
     save_checkpoint,
     write_metrics,
 )
-from pipeline.config import BUDGET_KEY, StudyConfig, to_dict
+from pipeline.config import StudyConfig, to_dict, without_budget
 from pipeline.darts import DartsSearch, DivergedError, EpochRecord
 from pipeline.data import DeviceBatches, channel_stats, load_dataset, search_split
 from pipeline.networks import nb201_eval_params
@@ -138,23 +138,27 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         number = original_number(trial)
-        trial.set_user_attr("original_number", number)
         seed = trial_seed(self.config.seed, number)
-        x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
-             for spec in self.start_space.specs}
-        start = self.start_space.decode(x)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
-        files = self.state_dir / "trials" / trial_key(number)
-        meta = {"config": _setup(self.config), "x": x, "seed": seed, "init_seed": init_seed}
-        search = build_search(self.config, self.data, start, seed=seed, init_seed=init_seed,
-                              device=self.device)
-        self._resume(search, files, meta)
-        for name, value in {"trial_key": trial_key(number),
+        for name, value in {"original_number": number, "trial_key": trial_key(number),
                             "seed": seed, "init_seed": init_seed,
                             "device": str(self.device)}.items():
             trial.set_user_attr(name, value)
+        x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
+             for spec in self.start_space.specs}
+        files = self.state_dir / "trials" / trial_key(number)
+        meta = {"config": without_budget(to_dict(self.config)), "x": x, "seed": seed,
+                "init_seed": init_seed}
+        search = self._resume(self.start_space.decode(x), files, meta)
         for record in search.history:
             trial.report(self._value(record), record.epoch)
+        self._search(trial, search, files, meta)
+        self._record(trial, search)
+        return self._value(search.history[-1])
+
+    def _search(self, trial: optuna.Trial, search: DartsSearch, files: Path,
+                meta: dict[str, Any]) -> None:
+        """Run the search to its end, recording why if it fails."""
         bar = tqdm(total=search.epochs, initial=search.epoch, desc=f"trial {trial.number}",
                    leave=False, disable=not self.progress, unit="epoch")
         try:
@@ -170,19 +174,25 @@ class Objective:
             raise
         finally:
             bar.close()
-        self._record(trial, search)
-        return self._value(search.history[-1])
 
-    def _resume(self, search: DartsSearch, files: Path, meta: dict[str, Any]) -> None:
+    def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]) -> DartsSearch:
+        """The trial's search, from its checkpoint if it has a usable one."""
+        def fresh() -> DartsSearch:
+            return build_search(self.config, self.data, start, seed=meta["seed"],
+                                init_seed=meta["init_seed"], device=self.device)
+
+        search = fresh()
         try:
             search.load_state_dict(load_checkpoint(files / "ckpt.pt", meta=meta))
         except FileNotFoundError:
             pass
         except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
             logger.warning("restarting trial %s from scratch: %s", files.name, error)
+            search = fresh()  # the failed load may have changed part of it
         else:
             logger.info("trial %s resumes after epoch %d", files.name, search.epoch)
         write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
+        return search
 
     def _after_epoch(self, trial: optuna.Trial, search: DartsSearch, record: EpochRecord,
                      files: Path, meta: dict[str, Any], bar: Any) -> None:
@@ -219,10 +229,3 @@ class Objective:
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
 
-
-def _setup(config: StudyConfig) -> dict[str, Any]:
-    """The parts of a config that decide a trial's search (the budget does not)."""
-    setup = to_dict(config)
-    section, key = BUDGET_KEY.split(".")
-    del setup[section][key]
-    return setup

@@ -15,7 +15,7 @@ import torch
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import BUDGET_KEY, StudyConfig, diff, to_dict
+from pipeline.config import StudyConfig, diff, to_dict, without_budget
 from pipeline.objective import (
     INTERRUPTED,
     TRIAL_FAILURES,
@@ -136,7 +136,7 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
-    changed = [line for line in diff(stored, current) if not line.startswith(BUDGET_KEY + ":")]
+    changed = diff(without_budget(stored), without_budget(current))
     if changed and not force:
         raise StudyError(f"study {config.name!r} was created with another config "
                          f"({'; '.join(changed)}); pass --force to continue anyway")

@@ -73,26 +73,17 @@ def test_interrupted_trial_resumes_to_the_uninterrupted_result(
     run_study(config, root=tmp_path / "whole", device=CPU)
     [whole] = load_study("tiny", root=tmp_path / "whole").get_trials()
 
-    calls = {"weight_steps": 0, "epochs": 0}
-    original_step, original_epoch = DartsSearch.weight_step, DartsSearch.run_epoch
-
-    def interrupting_step(self: DartsSearch, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        calls["weight_steps"] += 1
-        if calls["weight_steps"] == len(self.weight_batches) + 2:  # inside epoch 2
-            raise KeyboardInterrupt
-        return original_step(self, x, y)
-
-    monkeypatch.setattr(DartsSearch, "weight_step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_study(config, root=tmp_path / "split", device=CPU)
+    _interrupt_in_epoch_2(config, tmp_path / "split", monkeypatch)
     [failed] = load_study("tiny", root=tmp_path / "split").get_trials()
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "interrupted"
+
+    calls = {"epochs": 0}
+    original_epoch = DartsSearch.run_epoch
 
     def counting_epoch(self: DartsSearch) -> object:
         calls["epochs"] += 1
         return original_epoch(self)
 
-    monkeypatch.setattr(DartsSearch, "weight_step", original_step)
     monkeypatch.setattr(DartsSearch, "run_epoch", counting_epoch)
     run_study(config, root=tmp_path / "split", device=CPU)
     study = load_study("tiny", root=tmp_path / "split")
@@ -104,6 +95,38 @@ def test_interrupted_trial_resumes_to_the_uninterrupted_result(
     assert sorted(retry.intermediate_values) == [1, 2, 3]
     assert _metrics(tmp_path / "split", "tiny", "00000") == _metrics(tmp_path / "whole", "tiny",
                                                                     "00000")
+
+
+def _interrupt_in_epoch_2(config: StudyConfig, root: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a study until a Ctrl-C arrives in the middle of the first trial's epoch 2."""
+    calls = {"weight_steps": 0}
+    original_step = DartsSearch.weight_step
+
+    def interrupting_step(self: DartsSearch, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["weight_steps"] += 1
+        if calls["weight_steps"] == len(self.weight_batches) + 2:
+            raise KeyboardInterrupt
+        return original_step(self, x, y)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DartsSearch, "weight_step", interrupting_step)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(config, root=root, device=CPU)
+
+
+def test_a_corrupt_checkpoint_restarts_its_trial(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = _with(tiny_config, outer={"n_trials": 1})
+    _interrupt_in_epoch_2(config, tmp_path, monkeypatch)
+    checkpoint = tmp_path / "tiny" / "trials" / "00000" / "ckpt.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    run_study(config, root=tmp_path, device=CPU)
+    assert "restarting trial 00000 from scratch" in caplog.text
+    retry = load_study("tiny", root=tmp_path).get_trials()[-1]
+    assert retry.state == TrialState.COMPLETE
+    assert [row["epoch"] for row in _metrics(tmp_path, "tiny", "00000")] == [1, 2, 3]
 
 
 def test_diverging_trials_fail_with_a_reason_and_the_study_goes_on(
