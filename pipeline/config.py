@@ -147,6 +147,9 @@ class OuterConfig:
     startup_trials: int = 4
     percentile: float = 25.0
     patience: int = 2
+    max_retries: int = 3
+    heartbeat_interval: int = 30
+    grace_period: int = 120
 
     def __post_init__(self) -> None:
         _check_choice("outer.sampler", self.sampler, SAMPLERS)
@@ -161,6 +164,11 @@ class OuterConfig:
         _check(0 < self.percentile < 100, "outer.percentile", "must be in (0, 100)",
                self.percentile)
         _check(self.patience >= 0, "outer.patience", "must be >= 0", self.patience)
+        _check(self.max_retries >= 0, "outer.max_retries", "must be >= 0", self.max_retries)
+        _check(self.heartbeat_interval >= 1, "outer.heartbeat_interval", "must be >= 1 s",
+               self.heartbeat_interval)
+        _check(self.grace_period > self.heartbeat_interval, "outer.grace_period",
+               "must exceed outer.heartbeat_interval", self.grace_period)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,8 +63,13 @@ def redact(text: str) -> str:
     return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 30,
+                 grace_period_s: int = 120) -> optuna.storages.BaseStorage:
     """Open any Optuna storage URL; a path ending in ``.log`` or ``.journal`` is a journal file.
+
+    A database storage keeps a heartbeat per running trial: a trial whose worker died
+    (no beat for ``grace_period_s``) is failed and retried, up to ``max_retries`` times,
+    with its start point and seed, from its checkpoint.
 
     Raises:
         StudyError: the storage cannot be reached or understood; the password is hidden.
@@ -77,7 +82,12 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         if url.startswith("sqlite:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
+            grace_period=grace_period_s, heartbeat_stale_trial_callback=retry)
     except Exception as error:  # SQLAlchemy and drivers raise many kinds
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudyError(f"cannot open storage {redact(url)}: {redact(message)}") from None
@@ -183,7 +193,10 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     data = prepare_data(config, device)  # before the storage, which may create files
-    study_storage = make_storage(storage_url)
+    outer = config.outer
+    study_storage = make_storage(storage_url, max_retries=outer.max_retries,
+                                 heartbeat_interval_s=outer.heartbeat_interval,
+                                 grace_period_s=outer.grace_period)
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     study = open_study(config, study_storage, start_space, force=force)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,33 @@ def test_a_signalled_search_resumes_where_it_stopped(study_file: Path, signum: i
     assert retry.state.name == "COMPLETE" and retry.user_attrs["original_number"] == 0
     metrics = (root / "tiny" / "trials" / "00000" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, 41))
+
+
+def test_a_killed_worker_trial_is_retried_from_its_checkpoint(study_file: Path) -> None:
+    root = study_file.parent
+    command = [sys.executable, "-m", "pipeline", "search", str(study_file), "--root", str(root),
+               "--n-trials", "1", "--set", "search.epochs=40",
+               "--set", "outer.heartbeat_interval=1", "--set", "outer.grace_period=2"]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = root / "tiny" / "trials" / "00000" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < 3) and (
+            time.monotonic() < deadline):
+        time.sleep(0.05)
+    worker.kill()
+    worker.wait()
+    done_before_kill = len(metrics.read_text().splitlines())
+    time.sleep(3)  # past the grace period: the dead worker's trial is stale
+
+    verbose = [*command[:3], "-v", *command[3:]]
+    finished = subprocess.run(verbose, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    resumed_after = int(re.search(r"resumes after epoch (\d+)", finished.stderr).group(1))
+    assert resumed_after >= 2  # finished epochs were not redone
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{root}/tiny/study.db")
+    killed, retry = study.get_trials()
+    assert killed.state.name == "FAIL" and "fail_reason" not in killed.user_attrs
+    assert retry.state.name == "COMPLETE" and retry.user_attrs["original_number"] == 0
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 41))
+    assert resumed_after >= done_before_kill - 1  # at most the epoch being written is lost
