@@ -169,3 +169,21 @@ def test_unknown_study_is_a_study_error(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="no study"):
         load_study("ghost", root=tmp_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize("sampler", ["darts", "random", "tpe"])
+@pytest.mark.parametrize("pruner", ["median", "percentile", "patient"])
+def test_other_samplers_and_pruners_run(tiny_config: StudyConfig, tmp_path: Path,
+                                        sampler: str, pruner: str) -> None:
+    config = _with(tiny_config, outer={"n_trials": 2, "sampler": sampler, "pruner": pruner,
+                                       "startup_trials": 1, "warmup_epochs": 0},
+                   search={"epochs": 1})
+    run_study(config, root=tmp_path, device=CPU)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    centre = [set(t.params.values()) == {0.0} for t in trials]
+    init_seeds = {t.user_attrs["init_seed"] for t in trials}
+    if sampler == "darts":  # plain DARTS: its usual start, a new seed per trial
+        assert all(centre) and len(init_seeds) == 2
+    else:  # the centre first, then sampled starts from the study's one initialisation
+        assert centre == [True, False] and init_seeds == {config.seed}
