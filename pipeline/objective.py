@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from pipeline.checkpoint import (
@@ -29,8 +33,15 @@ from pipeline.supernet import Supernet
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
+SURPLUS = "surplus: the budget was met by other workers"
+
+
+class SurplusTrialError(RuntimeError):
+    """A trial asked for while other workers were completing the budget."""
+
+
 # Failures that end one trial, with the reason recorded, and let the study go on.
-TRIAL_FAILURES = (DivergedError, torch.OutOfMemoryError)
+TRIAL_FAILURES = (DivergedError, torch.OutOfMemoryError, SurplusTrialError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +107,29 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
                        **settings)
 
 
+def trials_used(trials: Sequence[FrozenTrial]) -> int:
+    """How many trials count against a study's budget: the finished ones, and failures the
+    search decided (a diverged search). An interrupted trial is resumed, and a surplus one
+    never ran, so neither counts."""
+    count = 0
+    for trial in trials:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            count += 1
+        elif trial.state == TrialState.FAIL:
+            reason = trial.user_attrs.get("fail_reason")
+            count += reason is not None and reason not in (INTERRUPTED, SURPLUS)
+    return count
+
+
+def is_surplus(trial: optuna.Trial, budget: int) -> bool:
+    """Whether the budget is already taken without this trial: by finished trials and by
+    the running trials that started before it (workers can ask for trials at once)."""
+    trials = trial.study.get_trials(deepcopy=False)
+    earlier_running = sum(t.state == TrialState.RUNNING and t.number < trial.number
+                          for t in trials)
+    return trials_used(trials) + earlier_running >= budget
+
+
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
     """The number of the first attempt at this trial.
 
@@ -137,12 +171,15 @@ class Objective:
         self.progress = progress
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if is_surplus(trial, self.config.outer.n_trials):
+            trial.set_user_attr("fail_reason", SURPLUS)
+            raise SurplusTrialError(SURPLUS)
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
         for name, value in {"original_number": number, "trial_key": trial_key(number),
-                            "seed": seed, "init_seed": init_seed,
-                            "device": str(self.device)}.items():
+                            "seed": seed, "init_seed": init_seed, "device": str(self.device),
+                            "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
             trial.set_user_attr(name, value)
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}
@@ -150,6 +187,7 @@ class Objective:
         meta = {"config": without_budget(to_dict(self.config)), "x": x, "seed": seed,
                 "init_seed": init_seed}
         search = self._resume(self.start_space.decode(x), files, meta)
+        trial.set_user_attr("resumed_from_epoch", search.epoch)
         for record in search.history:
             trial.report(self._value(record), record.epoch)
         self._search(trial, search, files, meta)

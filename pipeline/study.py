@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ import optuna
 import torch
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
 from pipeline.config import StudyConfig, diff, to_dict, without_budget
 from pipeline.objective import (
@@ -23,6 +26,7 @@ from pipeline.objective import (
     build_start_space,
     original_number,
     prepare_data,
+    trials_used,
 )
 from pipeline.start import StartSpace
 
@@ -93,23 +97,24 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
         raise StudyError(f"cannot open storage {redact(url)}: {redact(message)}") from None
 
 
-def build_sampler(config: StudyConfig, start_space: StartSpace) -> optuna.samplers.BaseSampler:
+def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
+                  ) -> optuna.samplers.BaseSampler:
     """The outer sampler named by ``outer.sampler``."""
     outer = config.outer
     if outer.sampler == "cmaes":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.CmaEsSampler(
-                seed=config.seed, popsize=outer.popsize or None,
+                seed=seed, popsize=outer.popsize or None,
                 use_separable_cma=outer.separable,
                 consider_pruned_trials=outer.pruner != "none")
     if outer.sampler == "darts":
         return optuna.samplers.PartialFixedSampler(
             fixed_params=start_space.centre(),
-            base_sampler=optuna.samplers.RandomSampler(seed=config.seed))
+            base_sampler=optuna.samplers.RandomSampler(seed=seed))
     if outer.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def build_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
@@ -137,7 +142,13 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         storage = make_storage(storage)
     study = optuna.create_study(
         storage=storage, study_name=config.name, direction="maximize", load_if_exists=True,
-        sampler=build_sampler(config, start_space), pruner=build_pruner(config))
+        sampler=build_sampler(config, start_space, seed=config.seed),
+        pruner=build_pruner(config))
+    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # Another worker is at it: sample with this process's own seed, so that workers
+        # do not propose the same start points. A lone worker stays reproducible.
+        worker_seed = (config.seed * 1_000_003 + os.getpid()) % 2**31
+        study.sampler = build_sampler(config, start_space, seed=worker_seed)
     stored = study.user_attrs.get("config")
     current = to_dict(config)
     if stored is None:
@@ -154,19 +165,6 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         logger.warning("continuing study %s with a changed config: %s", config.name,
                        "; ".join(changed))
     return study
-
-
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished ones, and failures the search
-    decided (a diverged search); an interrupted trial is resumed, so it does not count."""
-    count = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            count += 1
-        elif trial.state == TrialState.FAIL:
-            reason = trial.user_attrs.get("fail_reason")
-            count += reason is not None and reason != INTERRUPTED
-    return count
 
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:
@@ -206,20 +204,48 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, progress=progress)
-    remaining = config.outer.n_trials - budget_used(study)
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=TRIAL_FAILURES,
-                       callbacks=[_stop_at_budget(config.outer.n_trials)],
-                       show_progress_bar=progress, gc_after_trial=False)
-    return summarize(study, storage_url, directory, config.outer.n_trials)
+    budget = outer.n_trials
+    with tqdm(total=budget, initial=min(budget_used(study), budget), unit="trial",
+              desc=config.name, disable=not progress) as bar:
+        heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)
+        while _has_work(study, budget, heartbeat=heartbeat, poll_s=outer.heartbeat_interval):
+            study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES, gc_after_trial=False)
+            bar.update(min(budget_used(study), budget) - bar.n)
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if complete:
+                bar.set_postfix(best=f"{max(t.value or 0.0 for t in complete):.2f}%")
+    return summarize(study, storage_url, directory, budget)
 
 
-def _stop_at_budget(budget: int) -> Any:
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if budget_used(study) >= budget:
-            study.stop()
+def budget_used(study: optuna.Study) -> int:
+    """How many of the study's trials count against its budget."""
+    return trials_used(study.get_trials(deepcopy=False))
 
-    return callback
+
+def _has_work(study: optuna.Study, budget: int, *, heartbeat: bool, poll_s: float) -> bool:
+    """Whether this worker should start another trial.
+
+    Not when the budget is met, nor when the rest of it is held by trials other workers
+    are running; but with heartbeats such a trial may turn out dead, and its retry is work
+    again, so the worker waits for those trials to end rather than leave.
+    """
+    while True:
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        used = trials_used(trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if used >= budget:
+            return False
+        if waiting or used + running < budget:
+            return True
+        if not heartbeat:
+            return False
+        logger.info("waiting for %d trials of other workers", running)
+        time.sleep(poll_s)
 
 
 def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: int
