@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import torch
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -33,6 +34,7 @@ from pipeline.start import StartSpace
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
+SCHEMA_ATTEMPTS = 5
 _PASSWORD_IN_URL = re.compile(r"(//[^:/@]*:)[^@/]*@")
 
 
@@ -80,21 +82,29 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
     """
     try:
         if url.endswith((".log", ".journal")) and "://" not in url:
-            backend = JournalFileBackend(url)
-            return optuna.storages.JournalStorage(backend)
-        engine_kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
-            grace_period=grace_period_s, heartbeat_stale_trial_callback=retry)
+            return _database(url, heartbeat_interval=heartbeat_interval_s,
+                             grace_period=grace_period_s, heartbeat_stale_trial_callback=retry)
     except Exception as error:  # SQLAlchemy and drivers raise many kinds
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudyError(f"cannot open storage {redact(url)}: {redact(message)}") from None
+
+
+def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
+    """An RDB storage; workers starting together may race to create its tables."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except sqlalchemy.exc.IntegrityError:  # another worker created the tables first
+            time.sleep(0.2 * (attempt + 1))
+    raise StudyError("another worker kept the database tables locked")
 
 
 def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
@@ -208,7 +218,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     with tqdm(total=budget, initial=min(budget_used(study), budget), unit="trial",
               desc=config.name, disable=not progress) as bar:
         heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)
-        while _has_work(study, budget, heartbeat=heartbeat, poll_s=outer.heartbeat_interval):
+        poll_s = min(outer.heartbeat_interval, 5)
+        while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
             study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES, gc_after_trial=False)
             bar.update(min(budget_used(study), budget) - bar.n)
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
