@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(args: argparse.Namespace, message: str) -> None:
     if args.debug:
         traceback.print_exc()
-    print(f"globaldarts: {message}", file=sys.stderr)
+    print(f"globaldarts: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,10 +184,18 @@ class StudyConfig:
     outer: OuterConfig = field(default_factory=OuterConfig)
 
     def __post_init__(self) -> None:
-        _check(bool(STUDY_NAME_PATTERN.match(self.name)) and ".." not in self.name, "name",
-               "must be 1-64 letters, digits, '_', '-' or '.', not starting with a symbol",
-               self.name)
+        check_study_name(self.name)
         _check(self.seed >= 0, "seed", "must be >= 0", self.seed)
+
+
+def check_study_name(name: str) -> None:
+    """Refuse a study name that could leave the studies folder or surprise a shell.
+
+    Raises:
+        ConfigError: the name is not 1-64 letters, digits, '_', '-' or '.'.
+    """
+    _check(bool(STUDY_NAME_PATTERN.match(name)) and ".." not in name, "name",
+           "must be 1-64 letters, digits, '_', '-' or '.', not starting with a symbol", name)
 
 
 def to_dict(config: StudyConfig) -> dict[str, Any]:
@@ -325,6 +333,7 @@ __all__ = [
     "StartConfig",
     "StudyConfig",
     "apply_override",
+    "check_study_name",
     "diff",
     "from_dict",
     "load",

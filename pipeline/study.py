@@ -19,7 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from pipeline.config import StudyConfig, diff, to_dict, without_budget
+from pipeline.config import StudyConfig, check_study_name, diff, to_dict, without_budget
 from pipeline.objective import (
     INTERRUPTED,
     TRIAL_FAILURES,
@@ -275,6 +275,7 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
     Raises:
         StudyError: no such study in that storage.
     """
+    check_study_name(name)
     storage_url = storage or default_storage(state_dir(root, name))
     if storage is None and not (state_dir(root, name) / "study.db").exists():
         raise StudyError(f"no study {name!r} under {root} (run 'globaldarts search' first)")

@@ -84,6 +84,13 @@ def test_status_of_an_unknown_study(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "no study 'ghost'" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("name", ["../outside", "/etc/passwd", "a/b", "..", ".hidden", "x" * 65])
+def test_study_names_cannot_leave_the_studies_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    code, _, err = _run(capsys, "status", name, "--root", str(tmp_path / "studies"))
+    assert code == 2 and "name must be" in err
+
+
 def test_interrupt_exits_130(study_file: Path, capsys: pytest.CaptureFixture[str],
                              monkeypatch: pytest.MonkeyPatch) -> None:
     import pipeline.study

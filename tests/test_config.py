@@ -106,3 +106,38 @@ def test_any_override_loads_or_gives_config_error(tmp_path_factory: pytest.TempP
         from_dict(data)
     except ConfigError:
         pass
+
+
+_toml_values = st.sampled_from([
+    "1", "-3", "0", "2.5", "1e-3", "nan", "inf", "-inf", "true", "false", '"digits"',
+    '"cifar10"', '"../x"', '"cmaes"', '"none"', "[]", '["weight_lr"]', '["x", 1]', "[1, 2]",
+    "{ a = 1 }", '"abc"', "1979-05-27", "0x1F", '""',
+])
+_toml_keys = st.sampled_from([
+    "seed", "name", "epochs", "batch_size", "order", "arch_lr", "weight_lr", "dataset",
+    "subset", "channels", "cells_per_stage", "sampler", "pruner", "n_trials", "cosearch",
+    "alpha_range", "objective", "flip", "bogus",
+])
+_sections = st.sampled_from(["", "[data]", "[space]", "[search]", "[start]", "[outer]",
+                             "[bogus]", "[search.deeper]"])
+_study_text = st.lists(st.tuples(_sections, _toml_keys, _toml_values), max_size=8).map(
+    lambda lines: "\n".join(f"{section}\n{key} = {value}" for section, key, value in lines))
+_override = st.one_of(
+    st.builds("{}={}".format, st.sampled_from(["search.epochs", "outer.sampler", "seed",
+                                              "data.subset", "start.cosearch", "x.y", "search"]),
+              _toml_values),
+    st.text(max_size=20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_study_text, st.lists(_override, max_size=3))
+def test_any_study_file_loads_or_gives_one_config_error(
+        tmp_path_factory: pytest.TempPathFactory, text: str, overrides: list[str]) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "study.toml"
+    path.write_text(text)
+    try:
+        config = load(path, overrides)
+    except ConfigError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert from_dict(to_dict(config)) == config

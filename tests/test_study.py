@@ -139,6 +139,19 @@ def test_diverging_trials_fail_with_a_reason_and_the_study_goes_on(
     assert summary.finished == 2 and summary.best is None
 
 
+def test_out_of_memory_fails_the_trial_and_the_study_goes_on(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_memory(self: DartsSearch) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(DartsSearch, "run_epoch", out_of_memory)
+    summary = run_study(_with(tiny_config, outer={"n_trials": 2}), root=tmp_path, device=CPU)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 and summary.finished == 2
+    assert all(t.user_attrs["fail_reason"].startswith("out of memory: CUDA out of memory")
+               for t in trials)
+
+
 def test_changed_config_is_refused_unless_forced(tiny_config: StudyConfig,
                                                  tmp_path: Path) -> None:
     run_study(_with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1}), root=tmp_path,
