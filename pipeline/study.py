@@ -102,9 +102,18 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        except sqlalchemy.exc.IntegrityError:  # another worker created the tables first
+        except sqlalchemy.exc.DBAPIError as error:
+            if attempt + 1 == SCHEMA_ATTEMPTS or not _schema_race(error):
+                raise
             time.sleep(0.2 * (attempt + 1))
-    raise StudyError("another worker kept the database tables locked")
+    raise AssertionError("unreachable")
+
+
+def _schema_race(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether an error means another worker was creating the same tables."""
+    text = str(error)
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or any(
+        phrase in text for phrase in ("already exists", "database is locked"))
 
 
 def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
