@@ -83,6 +83,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a study's HTML report and trials table."""
+    from pipeline.report import write_report
+    from pipeline.study import load_study, state_dir
+
+    study = load_study(args.name, root=args.root, storage=args.storage)
+    path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name)
+    print(f"report         {path}")
+    print(f"trials table   {path.with_name('trials.csv')}")
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time DARTS iterations on random data and an epoch of a study on this device."""
     import json
@@ -117,6 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "search": cmd_search,
     "status": cmd_status,
+    "report": cmd_report,
     "bench": cmd_bench,
 }
 
@@ -145,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a study's trials")
     status.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     _add_storage_args(status)
+
+    report = commands.add_parser("report", help="write a study's HTML report")
+    report.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
+    report.add_argument("--out", default="reports", help="folder of reports (default: reports)")
+    _add_storage_args(report)
 
     bench = commands.add_parser("bench", help="measure search speed and memory")
     bench.add_argument("--space", choices=["nb201"], default="nb201")

@@ -172,7 +172,7 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
     current = to_dict(config)
     if stored is None:
         study.set_user_attr("config", current)
-        study.set_user_attr("package_version", _package_version())
+        study.set_user_attr("versions", _versions())
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
@@ -294,7 +294,10 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
         raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
 
 
-def _package_version() -> str:
+def _versions() -> dict[str, str]:
+    import platform
+
     from pipeline import __version__
 
-    return __version__
+    return {"globaldarts": __version__, "torch": torch.__version__,
+            "optuna": optuna.__version__, "python": platform.python_version()}

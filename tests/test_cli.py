@@ -28,6 +28,10 @@ def test_search_then_status(study_file: Path, capsys: pytest.CaptureFixture[str]
     assert "best cell      |" in out and "2 of 2 finished" in out
     code, out, _ = _run(capsys, "status", "tiny", "--root", root)
     assert code == 0 and out.count("COMPLETE") == 2
+    reports = study_file.parent.parent / "reports"
+    code, out, _ = _run(capsys, "report", "tiny", "--root", root, "--out", str(reports))
+    assert code == 0 and (reports / "tiny" / "index.html").exists()
+    assert (reports / "tiny" / "trials.csv").read_text().count("\n") == 3
 
 
 def test_default_study_is_found_under_root(study_file: Path,
