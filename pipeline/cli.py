@@ -95,6 +95,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve a study in optuna-dashboard until interrupted."""
+    from pipeline.study import load_study, serve_dashboard
+
+    load_study(args.name, root=args.root, storage=args.storage)
+    print(f"optuna-dashboard for study {args.name}: http://{args.host}:{args.port}/dashboard/",
+          flush=True)
+    serve_dashboard(args.name, root=args.root, storage=args.storage, host=args.host,
+                    port=args.port)
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time DARTS iterations on random data and an epoch of a study on this device."""
     import json
@@ -130,6 +142,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "search": cmd_search,
     "status": cmd_status,
     "report": cmd_report,
+    "dashboard": cmd_dashboard,
     "bench": cmd_bench,
 }
 
@@ -163,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     report.add_argument("--out", default="reports", help="folder of reports (default: reports)")
     _add_storage_args(report)
+
+    dashboard = commands.add_parser("dashboard", help="open a study in optuna-dashboard")
+    dashboard.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default: this machine only)")
+    _add_storage_args(dashboard)
 
     bench = commands.add_parser("bench", help="measure search speed and memory")
     bench.add_argument("--space", choices=["nb201"], default="nb201")

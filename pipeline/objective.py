@@ -24,6 +24,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.config import StudyConfig, to_dict, without_budget
 from pipeline.darts import DartsSearch, DivergedError, EpochRecord
+from pipeline.dashboard import artifact_store, publish_trial
 from pipeline.data import DeviceBatches, channel_stats, load_dataset, search_split
 from pipeline.networks import nb201_eval_params
 from pipeline.spaces import NB201_EDGES, NB201_OPS, NB201Genotype, edge_name
@@ -165,6 +166,7 @@ class Objective:
                  start_space: StartSpace, device: torch.device, progress: bool = False) -> None:
         self.config = config
         self.state_dir = state_dir
+        self.artifacts = artifact_store(state_dir)
         self.data = data
         self.start_space = start_space
         self.device = device
@@ -191,7 +193,7 @@ class Objective:
         for record in search.history:
             trial.report(self._value(record), record.epoch)
         self._search(trial, search, files, meta)
-        self._record(trial, search)
+        self._record(trial, search, files)
         return self._value(search.history[-1])
 
     def _search(self, trial: optuna.Trial, search: DartsSearch, files: Path,
@@ -240,7 +242,7 @@ class Objective:
         bar.set_postfix(valid=f"{record.valid_acc:.1f}%")
         trial.report(self._value(record), record.epoch)
         if trial.should_prune():
-            self._record(trial, search)
+            self._record(trial, search, files)
             raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
     def _value(self, record: EpochRecord) -> float:
@@ -249,7 +251,8 @@ class Objective:
             return record.discrete_acc
         return record.valid_acc
 
-    def _record(self, trial: optuna.Trial, search: DartsSearch) -> None:
+    def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path) -> None:
+        """Store the result as user attrs, and the dashboard's artifacts and note."""
         last = search.history[-1]
         genotype = NB201Genotype.parse(last.genotype)
         params = nb201_eval_params(genotype, num_classes=self.data.num_classes,
@@ -266,4 +269,6 @@ class Objective:
         }
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
+        publish_trial(trial, [r.to_dict() for r in search.history], files, self.artifacts,
+                      attrs)
 

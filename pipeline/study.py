@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from pipeline.config import StudyConfig, check_study_name, diff, to_dict, without_budget
+from pipeline.dashboard import publish_study, serve
 from pipeline.objective import (
     INTERRUPTED,
     TRIAL_FAILURES,
@@ -173,6 +174,7 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
     if stored is None:
         study.set_user_attr("config", current)
         study.set_user_attr("versions", _versions())
+        study.set_metric_names([f"{config.search.objective} validation accuracy (%)"])
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
@@ -234,6 +236,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if complete:
                 bar.set_postfix(best=f"{max(t.value or 0.0 for t in complete):.2f}%")
+    publish_study(study)
     return summarize(study, storage_url, directory, budget)
 
 
@@ -282,7 +285,7 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
     """Open an existing study by name.
 
     Raises:
-        StudyError: no such study in that storage.
+        StudyError: no such study in that storage, or a name that leaves ``root``.
     """
     check_study_name(name)
     storage_url = storage or default_storage(state_dir(root, name))
@@ -292,6 +295,14 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
         return optuna.load_study(study_name=name, storage=make_storage(storage_url))
     except KeyError:
         raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
+
+
+def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,
+                    host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve a study's storage and artifacts in optuna-dashboard until interrupted."""
+    load_study(name, root=root, storage=storage)  # the study must exist
+    serve(make_storage(storage or default_storage(state_dir(root, name))),
+          state_dir(root, name), host=host, port=port)
 
 
 def _versions() -> dict[str, str]:

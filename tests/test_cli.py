@@ -168,3 +168,45 @@ def test_a_killed_worker_trial_is_retried_from_its_checkpoint(study_file: Path) 
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == list(range(1, 41))
     assert resumed_after >= done_before_kill - 1  # at most the epoch being written is lost
+
+
+def test_dashboard_serves_the_study_and_its_artifacts(
+        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+    import urllib.request
+
+    root = study_file.parent
+    assert cli.main(["search", str(study_file), "--root", str(root), "--n-trials", "1",
+                     "--set", "search.epochs=1"]) == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "pipeline", "dashboard", "tiny", "--root",
+                               str(root), "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return response.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = json.loads(get("/api/studies"))["study_summaries"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.3)
+        [study] = [s for s in studies if s["study_name"] == "tiny"]
+        detail = json.loads(get(f"/api/studies/{study['study_id']}?after=0"))
+        [trial] = detail["trials"]
+        names = {a["filename"]: a["artifact_id"] for a in trial["artifacts"]}
+        assert set(names) == {"cell.svg", "alphas.csv"}
+        svg = get(f"/artifacts/{study['study_id']}/{trial['trial_id']}/{names['cell.svg']}")
+        assert svg.startswith(b"<svg")
+        assert "cell" in trial["note"]["body"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
