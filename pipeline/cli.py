@@ -19,6 +19,8 @@ from pipeline.config import ConfigError
 if TYPE_CHECKING:
     import torch
 
+    from pipeline.spaces import NB201Genotype
+
 logger = logging.getLogger("pipeline")
 
 DEFAULT_STUDY = "default"
@@ -95,6 +97,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Print a study's best (or given) cell in a format other tools read."""
+    import json
+
+    from pipeline.spaces import NB201Genotype
+    from pipeline.study import trial_cell
+
+    trial, cell = trial_cell(args.name, trial=args.trial, root=args.root, storage=args.storage)
+    if args.format == "json":
+        data = {**NB201Genotype.parse(cell).to_json(), "study": args.name,
+                "trial": trial.number, "value": trial.value}
+        print(json.dumps(data, indent=2))
+    else:
+        print(cell)
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a cell: its evaluation network's size, or its ground truth in a table."""
+    from pipeline.evaluate import count_params, load_table, lookup
+
+    genotype = _genotype(args.genotype, args)
+    print(f"cell           {genotype.to_str()}")
+    params = count_params(genotype)
+    print("params (M)     " + "  ".join(f"{k} {v:.6f}" for k, v in params.items())
+          + "   (NB201 evaluation network, C=16, N=5)")
+    if args.nb201_table:
+        score = lookup(load_table(args.nb201_table), genotype)
+        print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.test_acc.items())
+              + f"   (ground truth: {args.nb201_table})")
+    return EXIT_OK
+
+
+def _genotype(spec: str, args: argparse.Namespace) -> NB201Genotype:
+    """An NB201 cell string, or ``STUDY[:TRIAL]`` for a study's best (or given) cell."""
+    from pipeline.spaces import NB201Genotype
+    from pipeline.study import trial_cell
+
+    if "|" in spec:
+        return NB201Genotype.parse(spec)
+    name, _, number = spec.partition(":")
+    if number and not number.isdigit():
+        raise ConfigError(f"--genotype {spec!r}: a trial number must follow the colon")
+    _, cell = trial_cell(name, trial=int(number) if number else None, root=args.root,
+                         storage=args.storage)
+    return NB201Genotype.parse(cell)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve a study in optuna-dashboard until interrupted."""
     from pipeline.study import load_study, serve_dashboard
@@ -142,6 +192,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "search": cmd_search,
     "status": cmd_status,
     "report": cmd_report,
+    "export": cmd_export,
+    "evaluate": cmd_evaluate,
     "dashboard": cmd_dashboard,
     "bench": cmd_bench,
 }
@@ -176,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     report.add_argument("--out", default="reports", help="folder of reports (default: reports)")
     _add_storage_args(report)
+
+    export = commands.add_parser("export", help="print a study's cell")
+    export.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
+    export.add_argument("--trial", type=int, help="trial number (default: the best)")
+    export.add_argument("--format", choices=["nb201", "json"], default="nb201")
+    _add_storage_args(export)
+
+    evaluate = commands.add_parser("evaluate", help="measure a cell")
+    evaluate.add_argument("--genotype", required=True,
+                          help="an NB201 cell string, or STUDY[:TRIAL]")
+    evaluate.add_argument("--count-params", action="store_true",
+                          help="print the evaluation network's parameters (always printed)")
+    evaluate.add_argument("--nb201-table", help="look the cell up in a NAS-Bench-201 "
+                                                "ground-truth CSV (arch_str, <dataset>_test)")
+    _add_storage_args(evaluate)
 
     dashboard = commands.add_parser("dashboard", help="open a study in optuna-dashboard")
     dashboard.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
@@ -251,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from pipeline.checkpoint import CheckpointError
     from pipeline.data import DatasetError
+    from pipeline.evaluate import TableError
     from pipeline.spaces import GenotypeError
     from pipeline.study import StudyError, redact
 
@@ -258,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StudyError, DatasetError, GenotypeError) as error:
+    except (ConfigError, StudyError, DatasetError, GenotypeError, TableError) as error:
         _report(args, f"error: {redact(str(error))}")
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:

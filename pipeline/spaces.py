@@ -99,6 +99,29 @@ class NB201Genotype:
         """Share of edges that are skip connections, pooling and ``none``."""
         return op_shares(self.ops)
 
+    def to_json(self) -> dict[str, object]:
+        """The cell as JSON data: its string and its op per named edge."""
+        return {"space": "nb201", "cell": self.to_str(),
+                "edges": {edge_name(e): op for e, op in zip(NB201_EDGES, self.ops, strict=True)}}
+
+    @classmethod
+    def from_json(cls, data: object) -> NB201Genotype:
+        """Read the JSON form of ``to_json``.
+
+        Raises:
+            GenotypeError: not an NB201 cell in that form.
+        """
+        if not isinstance(data, dict) or data.get("space") != "nb201":
+            raise GenotypeError("expected a JSON object with \"space\": \"nb201\"")
+        edges = data.get("edges")
+        names = [edge_name(e) for e in NB201_EDGES]
+        if not isinstance(edges, dict) or sorted(edges) != sorted(names):
+            raise GenotypeError(f"\"edges\" must name each of {', '.join(names)}")
+        genotype = cls(tuple(str(edges[name]) for name in names))
+        if "cell" in data and data["cell"] != genotype.to_str():
+            raise GenotypeError("\"cell\" and \"edges\" describe different cells")
+        return genotype
+
 
 def op_shares(ops: Sequence[str]) -> dict[str, float]:
     """Share of the given ops that are skip connections, pooling and ``none``."""

@@ -297,6 +297,31 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
         raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
 
 
+def trial_cell(name: str, *, trial: int | None = None, root: str | Path,
+               storage: str | None = None) -> tuple[FrozenTrial, str]:
+    """A study's best complete trial, or trial number ``trial``, with its cell string.
+
+    Raises:
+        StudyError: no such study or trial, or the trial found no cell.
+    """
+    study = load_study(name, root=root, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    if trial is None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            raise StudyError(f"study {name!r} has no complete trial yet")
+        found = max(complete, key=lambda t: t.value or 0.0)
+    else:
+        matches = [t for t in trials if t.number == trial]
+        if not matches:
+            raise StudyError(f"study {name!r} has no trial {trial}")
+        found = matches[0]
+    if "cell" not in found.user_attrs:
+        raise StudyError(f"trial {found.number} of study {name!r} ended without a cell "
+                         f"({found.state.name.lower()})")
+    return found, str(found.user_attrs["cell"])
+
+
 def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,
                     host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve a study's storage and artifacts in optuna-dashboard until interrupted."""

@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from pipeline import cli
+from pipeline.spaces import NB201Genotype
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -32,6 +33,32 @@ def test_search_then_status(study_file: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = _run(capsys, "report", "tiny", "--root", root, "--out", str(reports))
     assert code == 0 and (reports / "tiny" / "index.html").exists()
     assert (reports / "tiny" / "trials.csv").read_text().count("\n") == 3
+
+
+def test_export_and_evaluate(study_file: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(study_file.parent)
+    assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "2",
+                     "--set", "search.epochs=1"]) == 0
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "export", "tiny", "--root", root, "--trial", "1")
+    cell = out.strip()
+    assert code == 0 and NB201Genotype.parse(cell)
+    code, out, _ = _run(capsys, "export", "tiny", "--root", root, "--format", "json")
+    assert code == 0 and json.loads(out)["study"] == "tiny"
+    table = tmp_path / "table.csv"
+    table.write_text(f"arch_str,cifar10_test,cifar100_test,imagenet16_test\n{cell},90,70,40\n")
+    code, out, _ = _run(capsys, "evaluate", "--genotype", "tiny:1", "--root", root,
+                        "--nb201-table", str(table))
+    assert code == 0 and "cifar10 90.00" in out and cell in out
+    bad = [["evaluate", "--genotype", "|none~0|+|bogus~0|none~1|+|none~0|none~1|none~2|"],
+           ["evaluate", "--genotype", "tiny:x", "--root", root],
+           ["evaluate", "--genotype", "ghost", "--root", root],
+           ["export", "tiny", "--root", root, "--trial", "99"],
+           ["evaluate", "--genotype", cell, "--nb201-table", str(tmp_path / "none.csv")]]
+    for args in bad:
+        code, _, err = _run(capsys, *args)
+        assert code == 2 and err.count("\n") == 1, args
 
 
 def test_default_study_is_found_under_root(study_file: Path,

@@ -10,9 +10,10 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
-          "checkpoint", "figures", "report", "dashboard", "objective", "bench", "study", "cli"]
+          "checkpoint", "evaluate", "figures", "report", "dashboard", "objective", "bench",
+          "study", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
-             "checkpoint", "figures", "bench"}
+             "checkpoint", "evaluate", "figures", "bench"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
 
 
