@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"accuracy       {best.value:.2f} % ({config.search.objective} objective; "
               f"supernet {attrs['supernet_acc']:.2f} %, discrete cell "
               f"{attrs['discrete_acc']:.2f} %), trial {best.number}")
-    print(f"trials         {summary.finished} of {summary.budget} finished")
+    if summary.epoch_budget:
+        print(f"epochs         {summary.epochs_spent} of {summary.epoch_budget} spent "
+              f"in {summary.finished} trials")
+    else:
+        print(f"trials         {summary.finished} of {summary.budget} finished")
     print(f"study          {summary.state_dir} (storage {summary.storage})")
     return EXIT_OK
 
@@ -94,6 +99,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name)
     print(f"report         {path}")
     print(f"trials table   {path.with_name('trials.csv')}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run plain DARTS, random and CMA-ES starts at one budget and print the table."""
+    import pandas as pd
+
+    from pipeline.compare import run_compare
+    from pipeline.config import load
+
+    config = load(args.study, args.set)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    out_dir = Path(args.out) / config.name
+    frame = run_compare(config, root=args.root, out_dir=out_dir,
+                        device=_pick_device(args.device), table_path=args.nb201_table,
+                        progress=_show_progress(args))
+    with pd.option_context("display.width", 250, "display.max_columns", 30,
+                           "display.float_format", "{:.3f}".format):
+        print(frame.set_index("method").T.to_string())
+    print(f"table          {out_dir / 'compare.csv'}")
+    print(f"figure         {out_dir / 'compare.html'}")
     return EXIT_OK
 
 
@@ -191,6 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "search": cmd_search,
     "status": cmd_status,
+    "compare": cmd_compare,
     "report": cmd_report,
     "export": cmd_export,
     "evaluate": cmd_evaluate,
@@ -228,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     report.add_argument("--out", default="reports", help="folder of reports (default: reports)")
     _add_storage_args(report)
+
+    compare = commands.add_parser("compare", help="plain DARTS vs random vs CMA-ES starts")
+    compare.add_argument("study", help="study file")
+    compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    compare.add_argument("--nb201-table", help="score each method's cells in this "
+                                               "NAS-Bench-201 ground-truth CSV")
+    compare.add_argument("--device", default="auto")
+    compare.add_argument("--out", default="reports", help="folder of reports")
+    _add_storage_args(compare)
 
     export = commands.add_parser("export", help="print a study's cell")
     export.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
@@ -309,6 +345,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
     for handler in handlers:
         handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=handlers, force=True)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(level)

@@ -18,7 +18,7 @@ PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BUDGET_KEY = "outer.n_trials"
+BUDGET_KEYS = ("outer.n_trials", "outer.epoch_budget")
 
 
 class ConfigError(ValueError):
@@ -139,6 +139,7 @@ class OuterConfig:
 
     sampler: str = "cmaes"
     n_trials: int = 16
+    epoch_budget: int = 0
     popsize: int = 0
     separable: bool = False
     start_at_centre: bool = True
@@ -155,6 +156,8 @@ class OuterConfig:
         _check_choice("outer.sampler", self.sampler, SAMPLERS)
         _check_choice("outer.pruner", self.pruner, PRUNERS)
         _check(self.n_trials >= 1, "outer.n_trials", "must be >= 1", self.n_trials)
+        _check(self.epoch_budget >= 0, "outer.epoch_budget", "must be >= 0 (0: count trials)",
+               self.epoch_budget)
         _check(self.popsize >= 0, "outer.popsize", "must be >= 0 (0: CMA-ES default)",
                self.popsize)
         _check(self.warmup_epochs >= 0, "outer.warmup_epochs", "must be >= 0",
@@ -303,11 +306,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 
 def without_budget(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain config without its trial budget, which may grow while a study runs."""
-    section, key = BUDGET_KEY.split(".")
+    """A plain config without its budget, which may grow while a study runs."""
     stripped = {name: dict(value) if isinstance(value, Mapping) else value
                 for name, value in data.items()}
-    stripped.get(section, {}).pop(key, None)
+    for budget_key in BUDGET_KEYS:
+        section, key = budget_key.split(".")
+        stripped.get(section, {}).pop(key, None)
     return stripped
 
 
@@ -324,7 +328,7 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> li
 
 
 __all__ = [
-    "BUDGET_KEY",
+    "BUDGET_KEYS",
     "ConfigError",
     "DataConfig",
     "OuterConfig",

@@ -171,3 +171,19 @@ def cell_svg(cell: str, width: int = 480) -> str:
                      f'text-anchor="middle">{node}</text>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
             + "".join(parts) + "</svg>")
+
+
+def compare_figure(frame: pd.DataFrame) -> go.Figure:
+    """Each method's best and mean value (and ground truth, if scored), side by side."""
+    figure = go.Figure()
+    columns = [("best_value", "best validation accuracy"),
+               ("mean_value", "mean validation accuracy"),
+               ("best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
+               ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)")]
+    for column, label in columns:
+        if column in frame:
+            error = frame.get(column.replace("mean_", "std_")) if column.startswith(
+                "mean_") else None
+            figure.add_bar(x=frame["method"], y=frame[column], name=label,
+                           error_y=None if error is None else dict(array=error))
+    return figure.update_layout(barmode="group", yaxis_title="accuracy (%)")

@@ -112,23 +112,60 @@ def trials_used(trials: Sequence[FrozenTrial]) -> int:
     """How many trials count against a study's budget: the finished ones, and failures the
     search decided (a diverged search). An interrupted trial is resumed, and a surplus one
     never ran, so neither counts."""
-    count = 0
-    for trial in trials:
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            count += 1
-        elif trial.state == TrialState.FAIL:
-            reason = trial.user_attrs.get("fail_reason")
-            count += reason is not None and reason not in (INTERRUPTED, SURPLUS)
-    return count
+    return sum(counted(trial) for trial in trials)
 
 
-def is_surplus(trial: optuna.Trial, budget: int) -> bool:
+def epochs_used(trials: Sequence[FrozenTrial]) -> int:
+    """Inner epochs run by the trials that count against the budget."""
+    return sum(int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+               for t in trials if counted(t))
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Whether a trial counts against the budget (see ``trials_used``)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    reason = trial.user_attrs.get("fail_reason")
+    return trial.state == TrialState.FAIL and reason not in (None, INTERRUPTED, SURPLUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What a study may spend: ``trials``, or, when ``epochs`` > 0, that many inner epochs
+    (a pruned trial spends only the epochs it ran, so pruning buys more trials)."""
+
+    trials: int
+    epochs: int = 0
+    epochs_per_trial: int = 1
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> Budget:
+        return cls(config.outer.n_trials, config.outer.epoch_budget, config.search.epochs)
+
+    @property
+    def total(self) -> int:
+        return self.epochs or self.trials
+
+    @property
+    def cost(self) -> int:
+        """What a trial about to start may spend."""
+        return self.epochs_per_trial if self.epochs else 1
+
+    def spent(self, trials: Sequence[FrozenTrial]) -> int:
+        return epochs_used(trials) if self.epochs else trials_used(trials)
+
+    def has_room(self, trials: Sequence[FrozenTrial], running: int) -> bool:
+        """Whether one more trial fits beside ``running`` trials that may spend it all."""
+        return self.spent(trials) + (running + 1) * self.cost <= self.total
+
+
+def is_surplus(trial: optuna.Trial, budget: Budget) -> bool:
     """Whether the budget is already taken without this trial: by finished trials and by
     the running trials that started before it (workers can ask for trials at once)."""
     trials = trial.study.get_trials(deepcopy=False)
     earlier_running = sum(t.state == TrialState.RUNNING and t.number < trial.number
                           for t in trials)
-    return trials_used(trials) + earlier_running >= budget
+    return not budget.has_room(trials, earlier_running)
 
 
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
@@ -173,7 +210,7 @@ class Objective:
         self.progress = progress
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if is_surplus(trial, self.config.outer.n_trials):
+        if is_surplus(trial, Budget.of(self.config)):
             trial.set_user_attr("fail_reason", SURPLUS)
             raise SurplusTrialError(SURPLUS)
         number = original_number(trial)

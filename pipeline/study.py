@@ -24,8 +24,10 @@ from pipeline.dashboard import publish_study, serve
 from pipeline.objective import (
     INTERRUPTED,
     TRIAL_FAILURES,
+    Budget,
     Objective,
     build_start_space,
+    epochs_used,
     original_number,
     prepare_data,
     trials_used,
@@ -53,6 +55,8 @@ class StudySummary:
     finished: int
     budget: int
     best: FrozenTrial | None
+    epochs_spent: int
+    epoch_budget: int
 
 
 def state_dir(root: str | Path, name: str) -> Path:
@@ -225,14 +229,14 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, progress=progress)
-    budget = outer.n_trials
-    with tqdm(total=budget, initial=min(budget_used(study), budget), unit="trial",
-              desc=config.name, disable=not progress) as bar:
+    budget = Budget.of(config)
+    with tqdm(total=budget.total, initial=_spent(study, budget), desc=config.name,
+              unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
         heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)
         poll_s = min(outer.heartbeat_interval, 5)
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
             study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES, gc_after_trial=False)
-            bar.update(min(budget_used(study), budget) - bar.n)
+            bar.update(_spent(study, budget) - bar.n)
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if complete:
                 bar.set_postfix(best=f"{max(t.value or 0.0 for t in complete):.2f}%")
@@ -245,7 +249,12 @@ def budget_used(study: optuna.Study) -> int:
     return trials_used(study.get_trials(deepcopy=False))
 
 
-def _has_work(study: optuna.Study, budget: int, *, heartbeat: bool, poll_s: float) -> bool:
+def _spent(study: optuna.Study, budget: Budget) -> int:
+    return min(budget.spent(study.get_trials(deepcopy=False)), budget.total)
+
+
+def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: float
+              ) -> bool:
     """Whether this worker should start another trial.
 
     Not when the budget is met, nor when the rest of it is held by trials other workers
@@ -258,12 +267,11 @@ def _has_work(study: optuna.Study, budget: int, *, heartbeat: bool, poll_s: floa
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        used = trials_used(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
-        if used >= budget:
+        if not budget.has_room(trials, 0):
             return False
-        if waiting or used + running < budget:
+        if waiting or budget.has_room(trials, running):
             return True
         if not heartbeat:
             return False
@@ -271,14 +279,16 @@ def _has_work(study: optuna.Study, budget: int, *, heartbeat: bool, poll_s: floa
         time.sleep(poll_s)
 
 
-def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: int
+def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Budget
               ) -> StudySummary:
     """Collect where a study stands: trials finished and the best complete one."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value or 0.0) if complete else None
     return StudySummary(name=study.study_name, storage=redact(storage_url),
-                        state_dir=directory, finished=budget_used(study), budget=budget,
-                        best=best)
+                        state_dir=directory, finished=trials_used(trials),
+                        budget=budget.trials, best=best, epochs_spent=epochs_used(trials),
+                        epoch_budget=budget.epochs)
 
 
 def load_study(name: str, *, root: str | Path, storage: str | None = None) -> optuna.Study:

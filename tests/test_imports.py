@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
           "checkpoint", "evaluate", "figures", "report", "dashboard", "objective", "bench",
-          "study", "cli"]
+          "study", "compare", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
              "checkpoint", "evaluate", "figures", "bench"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
