@@ -150,6 +150,10 @@ def write_report(study: optuna.Study, state_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "trials.csv", index=False)
     sections = _sections(study, trials, frame, state_dir)
+    compared = _compare_csv(out_dir, study.study_name)
+    if compared is not None:
+        sections.append(("Methods side by side (globaldarts compare)",
+                         figures.compare_figure(pd.read_csv(compared))))
     page = _page(study.study_name, settings_rows(study, frame), sections)
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
@@ -183,6 +187,15 @@ def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.Data
         sections.append(("What mattered in the start vector",
                          figures.importance_figure(importances)))
     return sections
+
+
+def _compare_csv(out_dir: Path, name: str) -> Path | None:
+    """The compare table of this study, or of the comparison it is one method of."""
+    base = name.rsplit("-", 1)[0] if name.endswith(("-darts", "-random", "-cmaes")) else name
+    for path in (out_dir / "compare.csv", out_dir.parent / base / "compare.csv"):
+        if path.exists():
+            return path
+    return None
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:

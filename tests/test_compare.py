@@ -38,7 +38,17 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     assert frame["best_cifar10_test"].between(50, 90).all()
     assert (tmp_path / "out" / "compare.csv").exists()
     assert (tmp_path / "out" / "compare.html").exists()
-    written = pd.read_csv(tmp_path / "out" / "compare.csv")
+    from pipeline.report import write_report
+    from pipeline.study import load_study
+
+    study = load_study("tiny-cmaes", root=tmp_path / "studies")
+    page = write_report(study, tmp_path / "studies" / "tiny-cmaes", tmp_path / "tiny-cmaes")
+    assert "Methods side by side" not in page.read_text()
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "out" / "compare.csv").rename(tmp_path / "tiny" / "compare.csv")
+    page = write_report(study, tmp_path / "studies" / "tiny-cmaes", tmp_path / "tiny-cmaes")
+    assert "Methods side by side" in page.read_text()
+    written = pd.read_csv(tmp_path / "tiny" / "compare.csv")
     assert {"best_value", "cell", "params_M", "skip_share", "mean_value", "std_value",
             "mean_cifar10_test"} <= set(written.columns)
 
