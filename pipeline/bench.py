@@ -132,3 +132,44 @@ def in_fresh_process(function: Callable[..., BenchRecord], **kwargs: Any) -> Ben
     if status != "ok":
         raise RuntimeError(f"benchmark failed: {result}")
     return BenchRecord(**result)
+
+
+def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> BenchRecord:
+    """Time the outer loop alone: a CMA-ES study of ``dims`` floats on SQLite, where each
+    trial reports ``epochs`` values and the user attrs a real trial records, but searches
+    nothing. ``median_ms`` is the median time per trial over the ``last`` trials."""
+    import tempfile
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = [trial.suggest_float(f"x{i}", -1, 1) for i in range(dims)]
+        for epoch in range(1, epochs + 1):
+            trial.report(sum(x) / dims + epoch, epoch)
+            trial.should_prune()
+        for name in ("original_number", "trial_key", "seed", "init_seed", "device", "worker",
+                     "resumed_from_epoch", "cell", "supernet_acc", "discrete_acc",
+                     "eval_params_M", "epochs_run", "wall_time_s", "skip_share"):
+            trial.set_user_attr(name, 1.0)
+        trial.set_user_attr("alpha_softmax", [[0.2] * 5] * 6)
+        return sum(x)
+
+    with tempfile.TemporaryDirectory() as folder:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{folder}/outer.db")
+        study = optuna.create_study(storage=storage, direction="maximize",
+                                    sampler=optuna.samplers.CmaEsSampler(seed=0),
+                                    pruner=optuna.pruners.MedianPruner())
+        times = []
+        for _ in range(trials):
+            started = time.perf_counter()
+            study.optimize(objective, n_trials=1)
+            times.append(time.perf_counter() - started)
+    return BenchRecord(kind="outer", space=f"{dims} dims", order=0, batch=0, population=1,
+                       channels=0, cells_per_stage=0, device="cpu",
+                       median_ms=1000 * statistics.median(times[-last:]),
+                       peak_mem_mib=_peak_mib(torch.device("cpu")),
+                       torch_version=torch.__version__)

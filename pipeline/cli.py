@@ -189,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from pipeline.bench import in_fresh_process, measure_epoch, measure_iteration
+    from pipeline.bench import in_fresh_process, measure_epoch, measure_iteration, measure_outer
     from pipeline.config import load
 
     device = str(_pick_device(args.device))
@@ -203,6 +203,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ]
     if args.study:
         records.append(in_fresh_process(measure_epoch, config=load(args.study), device=device))
+    if args.outer_dims:
+        records.append(in_fresh_process(measure_outer, dims=args.outer_dims,
+                                        trials=args.outer_trials, epochs=args.outer_epochs))
     print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} "
           f"{'median ms':>10} {'peak MiB':>9} {'trials/h':>9}")
     for r in records:
@@ -298,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     bench.add_argument("--study", help="also time an epoch of this study file "
                                        "(e.g. studies/default.toml)")
+    bench.add_argument("--outer-dims", type=int, default=0,
+                       help="also time the outer loop alone: CMA-ES over this many floats")
+    bench.add_argument("--outer-trials", type=int, default=200)
+    bench.add_argument("--outer-epochs", type=int, default=50,
+                       help="values each outer-loop trial reports")
     bench.add_argument("--json", help="write the records to this JSON file")
     return parser
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from pipeline.bench import measure_epoch, measure_iteration
+from pipeline.bench import measure_epoch, measure_iteration, measure_outer
 from pipeline.config import StudyConfig
 
 FIELDS = {"space", "order", "batch", "population", "device", "median_ms", "peak_mem_mib"}
@@ -24,6 +24,11 @@ def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
     record = measure_epoch(tiny_config, device="cpu")
     assert record.kind == "epoch" and record.trials_per_hour is not None
     assert record.trials_per_hour == pytest.approx(3600 / (record.median_ms / 1000 * 3))
+
+
+def test_outer_loop_record() -> None:
+    record = measure_outer(dims=3, trials=4, epochs=2, last=2)
+    assert record.kind == "outer" and record.median_ms > 0
 
 
 def test_bench_command_writes_json_from_a_fresh_process(
