@@ -49,10 +49,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         overrides.append(f"outer.n_trials={args.n_trials}")
     config = load(path, overrides)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    device = _pick_device(args.device)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     summary = run_study(config, root=args.root, storage=args.storage,
-                        device=_pick_device(args.device), force=args.force,
+                        device=device, force=args.force,
                         progress=_show_progress(args))
     best = summary.best
     if best is None:

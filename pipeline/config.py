@@ -16,6 +16,7 @@ SPACES = ("nb201",)
 SAMPLERS = ("cmaes", "darts", "random", "tpe")
 PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete")
+PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BUDGET_KEYS = ("outer.n_trials", "outer.epoch_budget")
@@ -84,9 +85,12 @@ class SearchConfig:
     arch_beta2: float = 0.999
     arch_weight_decay: float = 1e-3
     objective: str = "supernet"
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
+        _check_choice("search.precision", self.precision, PRECISIONS)
         _check(self.batch_size >= 2, "search.batch_size", "must be >= 2", self.batch_size)
         _check(self.order in (1, 2), "search.order", "must be 1 or 2", self.order)
         for name in ("weight_lr", "arch_lr"):

@@ -65,6 +65,7 @@ class DartsSearch:
             finite-difference Hessian-vector product (0.01 in DARTS).
         cell_every_epoch: measure the derived cell's accuracy after every epoch, not
             only after the last.
+        bf16: run forward passes in bfloat16 autocast (losses and alphas stay float32).
     """
 
     def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
@@ -74,7 +75,7 @@ class DartsSearch:
                  grad_clip: float = 5.0, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999),
                  arch_weight_decay: float = 1e-3, hessian_radius: float = 0.01,
-                 cell_every_epoch: bool = False) -> None:
+                 cell_every_epoch: bool = False, bf16: bool = False) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.net = supernet
@@ -86,6 +87,7 @@ class DartsSearch:
         self.grad_clip = grad_clip
         self.hessian_radius = hessian_radius
         self.cell_every_epoch = cell_every_epoch
+        self.bf16 = bf16
         self.weights = list(supernet.weight_parameters())
         self.alphas = supernet.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.weights, lr=weight_lr, momentum=momentum,
@@ -154,7 +156,7 @@ class DartsSearch:
         """One SGD step of the weights; returns (loss sum, correct, count) on the device."""
         self.w_optimizer.zero_grad(set_to_none=True)
         with _frozen(self.alphas):
-            logits = self.net(x)
+            logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
             loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
@@ -174,8 +176,18 @@ class DartsSearch:
             alpha.grad = grad
         self.a_optimizer.step()
 
+    def forward(self, x: Tensor, choice: Sequence[int] | None = None) -> Tensor:
+        """The supernet's logits; computed in bfloat16 autocast if the search was asked to,
+        returned in float32."""
+        if not self.bf16:
+            logits: Tensor = self.net(x, choice)
+            return logits
+        with torch.autocast(self.alphas[0].device.type, dtype=torch.bfloat16):
+            logits = self.net(x, choice)
+        return logits.float()
+
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(self.net(x), y)
+        return F.cross_entropy(self.forward(x), y)
 
     def _unrolled_grads(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor
                         ) -> Sequence[Tensor]:
@@ -223,7 +235,7 @@ class DartsSearch:
         self.net.eval()
         totals = torch.zeros(3, device=self.alphas[0].device)
         for x, y in batches.in_order():
-            logits = self.net(x, choice)
+            logits = self.forward(x, choice)
             totals[0] += F.cross_entropy(logits, y, reduction="sum")
             totals[1] += (logits.argmax(dim=1) == y).sum()
             totals[2] += len(y)

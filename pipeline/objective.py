@@ -95,6 +95,9 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
         net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
                        num_classes=data.num_classes, in_channels=data.in_channels)
     apply_start(net, start, direction_seed=config.seed)
+    net = net.to(device)
+    if config.search.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     s = config.search
     settings: dict[str, Any] = dict(
         weight_lr=s.weight_lr, weight_lr_min=s.weight_lr_min, momentum=s.momentum,
@@ -102,9 +105,9 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
         arch_lr=s.arch_lr, arch_betas=(s.arch_beta1, s.arch_beta2),
         arch_weight_decay=s.arch_weight_decay)
     settings.update(start.hyperparams)
-    return DartsSearch(net.to(device), weight_batches=data.weight_batches,
-                       arch_batches=data.arch_batches, seed=seed, epochs=s.epochs,
-                       order=s.order, cell_every_epoch=s.objective == "discrete",
+    return DartsSearch(net, weight_batches=data.weight_batches, arch_batches=data.arch_batches,
+                       seed=seed, epochs=s.epochs, order=s.order,
+                       cell_every_epoch=s.objective == "discrete", bf16=s.precision == "bf16",
                        **settings)
 
 

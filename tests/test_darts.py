@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,38 @@ def test_cell_evaluation_leaves_the_search_state_untouched(tiny_config: StudyCon
     after = search.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert search.net.training
+
+
+def test_bf16_arch_gradient_agrees_with_float32(tiny_config: StudyConfig) -> None:
+    grads = {}
+    for bf16 in (False, True):
+        search = make_search(tiny_config, torch.device("cpu"))
+        search.bf16 = bf16
+        x_w, y_w, x_a, y_a = _fixed_batches(search)
+        (grads[bf16],) = torch.autograd.grad(search._loss(x_a, y_a), search.alphas)
+    cosine = F.cosine_similarity(grads[False].flatten(), grads[True].flatten(), dim=0)
+    # bfloat16 keeps about 3 digits; the direction of the alpha gradient survives
+    assert grads[True].dtype == torch.float32 and cosine > 0.95
+
+
+def test_bf16_and_channels_last_searches_run(tiny_config: StudyConfig) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(
+        tiny_config.search, precision="bf16", channels_last=True, epochs=1))
+    search = make_search(config, torch.device("cpu"))
+    assert search.bf16
+    assert search.net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    record = search.run_epoch()
+    assert math.isfinite(record.train_loss) and 0 <= record.valid_acc <= 100
+
+
+def test_channels_last_gives_the_same_logits(tiny_config: StudyConfig) -> None:
+    search = make_search(tiny_config, torch.device("cpu"))
+    x, _ = next(search.weight_batches.epoch(0, 0))
+    search.net.eval()
+    with torch.no_grad():
+        plain = search.net(x)
+        search.net.to(memory_format=torch.channels_last)
+        assert torch.allclose(search.net(x.contiguous(memory_format=torch.channels_last)),
+                              plain, atol=1e-5)
