@@ -20,7 +20,7 @@ from pipeline.config import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from pipeline.spaces import NB201Genotype
+    from pipeline.spaces import DartsGenotype, NB201Genotype
 
 logger = logging.getLogger("pipeline")
 
@@ -145,13 +145,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Measure a cell: its evaluation network's size, or its ground truth in a table."""
-    from pipeline.evaluate import count_params, load_table, lookup
+    from pipeline.evaluate import count_params, load_table, lookup, network_name
+    from pipeline.spaces import DartsGenotype
 
     genotype = _genotype(args.genotype, args)
-    print(f"cell           {genotype.to_str()}")
+    text = genotype.to_literal() if isinstance(genotype, DartsGenotype) else genotype.to_str()
+    print(f"cell           {text}")
     params = count_params(genotype)
     print("params (M)     " + "  ".join(f"{k} {v:.6f}" for k, v in params.items())
-          + "   (NB201 evaluation network, C=16, N=5)")
+          + f"   ({network_name(genotype)})")
     if args.nb201_table:
         score = lookup(load_table(args.nb201_table), genotype)
         print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.test_acc.items())
@@ -159,11 +161,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _genotype(spec: str, args: argparse.Namespace) -> NB201Genotype:
-    """An NB201 cell string, or ``STUDY[:TRIAL]`` for a study's best (or given) cell."""
-    from pipeline.spaces import NB201Genotype
+def _genotype(spec: str, args: argparse.Namespace) -> NB201Genotype | DartsGenotype:
+    """An NB201 cell string, a DARTS ``Genotype(...)`` literal, or ``STUDY[:TRIAL]`` for a
+    study's best (or given) cell."""
+    from pipeline.spaces import DartsGenotype, NB201Genotype
     from pipeline.study import trial_cell
 
+    if spec.lstrip().startswith("Genotype("):
+        return DartsGenotype.parse(spec)
     if "|" in spec:
         return NB201Genotype.parse(spec)
     name, _, number = spec.partition(":")
@@ -279,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="measure a cell")
     evaluate.add_argument("--genotype", required=True,
-                          help="an NB201 cell string, or STUDY[:TRIAL]")
+                          help="an NB201 cell string, a DARTS Genotype(...) literal, or "
+                               "STUDY[:TRIAL]")
     evaluate.add_argument("--count-params", action="store_true",
                           help="print the evaluation network's parameters (always printed)")
     evaluate.add_argument("--nb201-table", help="look the cell up in a NAS-Bench-201 "

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.networks import nb201_eval_params
-from pipeline.spaces import NB201Genotype
+from pipeline.networks import darts_eval_params, nb201_eval_params
+from pipeline.spaces import DartsGenotype, NB201Genotype
 
 # dataset -> (table column prefix, classes) of NAS-Bench-201's three benchmarks
 NB201_DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
@@ -32,10 +32,21 @@ class TableScore:
     params_m: dict[str, float]
 
 
-def count_params(genotype: NB201Genotype) -> dict[str, float]:
-    """Parameters (M) of the cell's NB201 evaluation network (C=16, N=5) per dataset."""
+def count_params(genotype: NB201Genotype | DartsGenotype) -> dict[str, float]:
+    """Parameters (M) per dataset of the cell's evaluation network: NB201's (C=16, N=5), or
+    DARTS' (C=36, 20 cells, counted without the auxiliary head as DARTS reports it)."""
+    if isinstance(genotype, DartsGenotype):
+        return {name: darts_eval_params(genotype, num_classes=classes) / 1e6
+                for name, classes in (("cifar10", 10), ("cifar100", 100))}
     return {name: nb201_eval_params(genotype, num_classes=classes) / 1e6
             for name, classes in NB201_DATASETS.items()}
+
+
+def network_name(genotype: NB201Genotype | DartsGenotype) -> str:
+    """Which evaluation network ``count_params`` measured."""
+    if isinstance(genotype, DartsGenotype):
+        return "DARTS evaluation network, C=36, 20 cells, auxiliary head not counted"
+    return "NB201 evaluation network, C=16, N=5"
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
@@ -54,12 +65,14 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return table.set_index("arch_str")
 
 
-def lookup(table: pd.DataFrame, genotype: NB201Genotype) -> TableScore:
+def lookup(table: pd.DataFrame, genotype: NB201Genotype | DartsGenotype) -> TableScore:
     """The ground truth of a cell.
 
     Raises:
-        TableError: the cell is not in the table.
+        TableError: the cell is not in the table (or not an NB201 cell at all).
     """
+    if isinstance(genotype, DartsGenotype):
+        raise TableError("ground-truth tables cover NAS-Bench-201 cells, not DARTS cells")
     cell = genotype.to_str()
     if cell not in table.index:
         raise TableError(f"cell {cell} is not in the table")

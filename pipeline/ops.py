@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,3 +87,75 @@ class ResNetBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.conv_b(self.conv_a(x)) + self.shortcut(x)
         return out
+
+
+# -- the DARTS CNN space: ops that may reduce (stride 2) on the cell's first two inputs ---
+
+
+class DilConv(nn.Sequential):
+    """ReLU, a dilated depthwise convolution, a pointwise convolution, batch norm."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int, *, affine: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding,
+                      dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked dilation-1 ``DilConv``s, the first carrying the stride (DARTS' SepConv)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 *, affine: bool = True) -> None:
+        super().__init__(
+            DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine=affine),
+            DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine=affine),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 pointwise convolutions."""
+
+    def __init__(self, c_in: int, c_out: int, *, affine: bool = True) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(x)
+        out: Tensor = self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return out
+
+
+class StridedZero(nn.Module):
+    """DARTS' ``none``: zeros at the output resolution."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :, ::self.stride, ::self.stride].mul(0.0)
+
+
+DartsOpFactory = Callable[[int, int, bool], nn.Module]
+
+# name -> factory(channels, stride, affine)
+DARTS_OPS: dict[str, DartsOpFactory] = {
+    "none": lambda c, stride, affine: StridedZero(stride),
+    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1,
+                                                            count_include_pad=False),
+    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "skip_connect": lambda c, stride, affine: (
+        nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)),
+    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine=affine),
+    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine=affine),
+    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine=affine),
+    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine=affine),
+}

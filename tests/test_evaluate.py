@@ -3,9 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.evaluate import TableError, count_params, load_table, lookup
-from pipeline.spaces import GenotypeError, NB201Genotype, all_nb201_genotypes
+from pipeline.networks import DartsNetwork
+from pipeline.spaces import DartsGenotype, GenotypeError, NB201Genotype, all_nb201_genotypes
 
 SKIP = NB201Genotype(("skip_connect",) * 6)
 CONV = NB201Genotype(("nor_conv_3x3",) * 6)
@@ -57,3 +59,55 @@ def test_the_real_table_has_the_published_anchors() -> None:
     for cell, row in sample.iterrows():  # our parameter count is NB201's
         assert count_params(NB201Genotype.parse(cell))["cifar10"] == pytest.approx(
             row["params_cifar10_M"], abs=1e-6)
+
+
+DARTS_V2 = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
+
+
+def test_darts_v2_has_the_published_parameter_count() -> None:
+    genotype = DartsGenotype.parse(DARTS_V2)
+    assert count_params(genotype)["cifar10"] == pytest.approx(3.349342, abs=1e-6)
+
+
+def test_darts_genotype_formats_round_trip() -> None:
+    genotype = DartsGenotype.parse(DARTS_V2)
+    assert genotype.to_literal() == DARTS_V2
+    assert DartsGenotype.parse(DARTS_V2.replace("[2, 3, 4, 5]", "range(2, 6)")) == genotype
+    assert DartsGenotype.from_json(genotype.to_json()) == genotype
+    assert genotype.op_shares()["skip_share"] == 5 / 16
+
+
+@pytest.mark.parametrize("text", [
+    "Genotype(normal=__import__('os').system('echo pwned'), normal_concat=[2], "
+    "reduce=[], reduce_concat=[2])",
+    DARTS_V2.replace("sep_conv_3x3", "conv_9x9", 1),
+    DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"),
+    DARTS_V2.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 'x']"),
+    DARTS_V2.replace("Genotype(", "Other("),
+    DARTS_V2[:-1],
+    "Genotype(normal=[], normal_concat=[2])",
+])
+def test_malformed_darts_literals_are_refused_without_evaluation(text: str) -> None:
+    with pytest.raises(GenotypeError):
+        DartsGenotype.parse(text)
+
+
+def test_darts_network_trains_with_auxiliary_head_and_drop_path() -> None:
+    net = DartsNetwork(DartsGenotype.parse(DARTS_V2), channels=4, layers=5,
+                       drop_path_prob=0.2)
+    logits, aux = net(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and aux is not None and aux.shape == (2, 10)
+    net.eval()
+    logits, aux = net(torch.randn(2, 3, 32, 32))
+    assert aux is None
+
+
+def test_tables_refuse_darts_cells(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match="not DARTS"):
+        lookup(load_table(_table(tmp_path)), DartsGenotype.parse(DARTS_V2))
