@@ -20,6 +20,7 @@ from pipeline.config import StudyConfig
 from pipeline.darts import DartsSearch
 from pipeline.data import DeviceBatches, ImageSet
 from pipeline.supernet import Supernet
+from pipeline.supernet_darts import DartsSupernet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,12 +67,21 @@ def _peak_mib(device: torch.device) -> float:
 
 
 def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
-                      device: str, warmup: int = 2, iterations: int = 10) -> BenchRecord:
-    """Median wall time of one DARTS iteration of the NB201 supernet on random data."""
+                      device: str, warmup: int = 2, iterations: int = 10,
+                      space: str = "nb201") -> BenchRecord:
+    """Median wall time of one DARTS iteration of a supernet on random data.
+
+    ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers)."""
     dev = torch.device(device)
     torch.manual_seed(0)
-    net = Supernet(channels=channels, cells_per_stage=cells_per_stage, num_classes=10,
-                   in_channels=3).to(dev)
+    net: Supernet | DartsSupernet
+    if space == "darts":
+        net = DartsSupernet(channels=channels, layers=cells_per_stage, num_classes=10,
+                            in_channels=3)
+    else:
+        net = Supernet(channels=channels, cells_per_stage=cells_per_stage, num_classes=10,
+                       in_channels=3)
+    net = net.to(dev)
     batches = _random_batches(2 * batch, batch, 10, dev)
     search = DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=0,
                          epochs=1, order=order)
@@ -85,7 +95,7 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
         _synchronize(dev)
         if i >= warmup:
             times.append(time.perf_counter() - started)
-    return BenchRecord(kind="iteration", space="nb201", order=order, batch=batch, population=1,
+    return BenchRecord(kind="iteration", space=space, order=order, batch=batch, population=1,
                        channels=channels, cells_per_stage=cells_per_stage, device=str(dev),
                        median_ms=1000 * statistics.median(times), peak_mem_mib=_peak_mib(dev),
                        torch_version=torch.__version__)

@@ -130,16 +130,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Print a study's best (or given) cell in a format other tools read."""
     import json
 
-    from pipeline.spaces import NB201Genotype
+    from pipeline.spaces import DartsGenotype, parse_genotype
     from pipeline.study import trial_cell
 
     trial, cell = trial_cell(args.name, trial=args.trial, root=args.root, storage=args.storage)
+    genotype = parse_genotype(cell)
+    space = "darts" if isinstance(genotype, DartsGenotype) else "nb201"
     if args.format == "json":
-        data = {**NB201Genotype.parse(cell).to_json(), "study": args.name,
-                "trial": trial.number, "value": trial.value}
+        data = {**genotype.to_json(), "study": args.name, "trial": trial.number,
+                "value": trial.value}
         print(json.dumps(data, indent=2))
+    elif args.format in (None, space):
+        print(genotype.to_str())
     else:
-        print(cell)
+        raise ConfigError(f"study {args.name!r} searched {space} cells; use --format {space} "
+                          "or json")
     return EXIT_OK
 
 
@@ -201,12 +206,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipeline.config import load
 
     device = str(_pick_device(args.device))
+    args.cells = args.cells or (8 if args.space == "darts" else 5)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
           f"median of {args.iterations} iterations after {args.warmup} warm-up")
     records = [
         in_fresh_process(measure_iteration, channels=args.channels,
-                         cells_per_stage=args.cells_per_stage, batch=args.batch, order=order,
-                         device=device, warmup=args.warmup, iterations=args.iterations)
+                         cells_per_stage=args.cells, batch=args.batch, order=order,
+                         device=device, warmup=args.warmup, iterations=args.iterations,
+                         space=args.space)
         for order in args.order
     ]
     if args.study:
@@ -279,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="print a study's cell")
     export.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     export.add_argument("--trial", type=int, help="trial number (default: the best)")
-    export.add_argument("--format", choices=["nb201", "json"], default="nb201")
+    export.add_argument("--format", choices=["nb201", "darts", "json"],
+                        help="default: the study's own cell format")
     _add_storage_args(export)
 
     evaluate = commands.add_parser("evaluate", help="measure a cell")
@@ -300,11 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_args(dashboard)
 
     bench = commands.add_parser("bench", help="measure search speed and memory")
-    bench.add_argument("--space", choices=["nb201"], default="nb201")
+    bench.add_argument("--space", choices=["nb201", "darts"], default="nb201")
     bench.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2])
     bench.add_argument("--batch", type=int, default=64)
     bench.add_argument("--channels", type=int, default=16)
-    bench.add_argument("--cells-per-stage", type=int, default=5)
+    bench.add_argument("--cells", type=int, help="NB201: cells per stage (default 5); "
+                                                 "DARTS: cells in all (default 8)")
     bench.add_argument("--iterations", type=int, default=10)
     bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

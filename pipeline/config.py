@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-SPACES = ("nb201",)
+SPACES = ("nb201", "darts")
 SAMPLERS = ("cmaes", "darts", "random", "tpe")
 PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete")
@@ -59,12 +59,15 @@ class SpaceConfig:
     name: str = "nb201"
     channels: int = 16
     cells_per_stage: int = 5
+    layers: int = 8
 
     def __post_init__(self) -> None:
         _check_choice("space.name", self.name, SPACES)
         _check(self.channels >= 1, "space.channels", "must be >= 1", self.channels)
         _check(self.cells_per_stage >= 1, "space.cells_per_stage", "must be >= 1",
                self.cells_per_stage)
+        _check(self.layers >= 3, "space.layers", "must be >= 3 (two are reductions)",
+               self.layers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

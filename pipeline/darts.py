@@ -21,6 +21,7 @@ from torch import Tensor
 
 from pipeline.data import DeviceBatches
 from pipeline.supernet import Supernet
+from pipeline.supernet_darts import DartsSupernet
 
 
 class DivergedError(RuntimeError):
@@ -68,7 +69,7 @@ class DartsSearch:
         bf16: run forward passes in bfloat16 autocast (losses and alphas stay float32).
     """
 
-    def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
+    def __init__(self, supernet: Supernet | DartsSupernet, *, weight_batches: DeviceBatches,
                  arch_batches: DeviceBatches, seed: int, epochs: int, order: int = 1,
                  weight_lr: float = 0.025, weight_lr_min: float = 0.001,
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
@@ -134,6 +135,7 @@ class DartsSearch:
 
     def _measure(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
         genotype = self.net.genotype()
+        choice = self.net.choice(genotype)  # type: ignore[arg-type]
         valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
         train_loss, train_correct, count = totals.tolist()
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
@@ -142,7 +144,7 @@ class DartsSearch:
                 f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
         discrete_acc = None
         if self.cell_every_epoch or self.epoch == self.epochs:
-            discrete_acc = self.evaluate_cell(genotype.indices)
+            discrete_acc = self.evaluate_cell(choice)
         return EpochRecord(
             epoch=self.epoch, train_loss=train_loss / count,
             train_acc=100 * train_correct / count, valid_loss=valid_loss,
@@ -273,8 +275,8 @@ class DartsSearch:
 
 
 @contextlib.contextmanager
-def _recalibrated_batch_norm(net: Supernet, batches: DeviceBatches, choice: Sequence[int]
-                             ) -> Iterator[None]:
+def _recalibrated_batch_norm(net: Supernet | DartsSupernet, batches: DeviceBatches,
+                             choice: Sequence[int]) -> Iterator[None]:
     """Re-estimate batch-norm statistics for the discrete cell ``choice`` (the mixture's
     statistics do not fit it), and put the mixture's back afterwards."""
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]

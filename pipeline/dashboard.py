@@ -14,7 +14,6 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from pipeline import figures
 from pipeline.report import history_frame, trials_frame
-from pipeline.spaces import NB201_EDGES, NB201_OPS, edge_name
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +26,8 @@ def artifact_store(state_dir: Path) -> FileSystemArtifactStore:
 
 
 def publish_trial(trial: optuna.Trial, history: Sequence[Mapping[str, Any]], files: Path,
-                  store: FileSystemArtifactStore, attrs: Mapping[str, Any]) -> None:
+                  store: FileSystemArtifactStore, attrs: Mapping[str, Any], *,
+                  edges: Sequence[str], ops: Sequence[str]) -> None:
     """Attach the cell drawing (SVG), the alpha trajectory (CSV) and a note to a trial."""
     cell = attrs["cell"]
     (files / "cell.svg").write_text(figures.cell_svg(cell), encoding="utf-8")
@@ -35,9 +35,9 @@ def publish_trial(trial: optuna.Trial, history: Sequence[Mapping[str, Any]], fil
         writer = csv.writer(handle)
         writer.writerow(["epoch", "edge", "op", "weight"])
         for record in history:
-            for edge, row in zip(NB201_EDGES, record["alpha_softmax"], strict=True):
-                for op, weight in zip(NB201_OPS, row, strict=True):
-                    writer.writerow([record["epoch"], edge_name(edge), op, f"{weight:.6f}"])
+            for edge, row in zip(edges, record["alpha_softmax"], strict=True):
+                for op, weight in zip(ops, row, strict=True):
+                    writer.writerow([record["epoch"], edge, op, f"{weight:.6f}"])
     for name in ("cell.svg", "alphas.csv"):
         upload_artifact(artifact_store=store, file_path=str(files / name), study_or_trial=trial)
     discrete = attrs.get("discrete_acc")

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201Genotype
+from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201Genotype, parse_genotype
 
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728",
                  "RUNNING": "#7f7f7f", "WAITING": "#bcbd22"}
@@ -123,54 +123,97 @@ def _arc(src: int, to: int) -> tuple[list[float], list[float], tuple[float, floa
     return xs, ys, ((src + to) / 2, label_y)
 
 
+Point = tuple[float, float]
+Line = tuple[list[float], list[float], Point, str]  # xs, ys, label position, op
+
+
+def _cell_graphs(cell: str) -> list[tuple[str, dict[str, Point], list[Line]]]:
+    """Node positions and labelled edges of the cell (NB201) or of both cells (DARTS)."""
+    genotype = parse_genotype(cell)
+    if isinstance(genotype, NB201Genotype):
+        nodes = {str(n): (float(n), 0.0) for n in range(NB201_NODES)}
+        arcs: list[Line] = [(*_arc(src, to), op) for op, (to, src) in zip(
+            genotype.ops, NB201_EDGES, strict=True)]
+        return [("cell", nodes, arcs)]
+    graphs = []
+    for title, edges, concat in (("normal cell", genotype.normal, genotype.normal_concat),
+                                 ("reduction cell", genotype.reduce, genotype.reduce_concat)):
+        nodes = {"c_{k-2}": (0.0, 0.8), "c_{k-1}": (0.0, -0.8), "c_{k}": (5.0, 0.0)}
+        nodes.update({str(i): (1.0 + i, 0.45 if i % 2 else -0.45) for i in range(len(edges) // 2)})
+        names = ["c_{k-2}", "c_{k-1}", *(str(i) for i in range(len(edges) // 2))]
+        lines: list[Line] = []
+        for k, (op, src) in enumerate(edges):
+            (x0, y0), (x1, y1) = nodes[names[src]], nodes[str(k // 2)]
+            lines.append(([x0, x1], [y0, y1], ((x0 + x1) / 2, (y0 + y1) / 2), op))
+        for node in concat:
+            (x0, y0), (x1, y1) = nodes[names[node]], nodes["c_{k}"]
+            lines.append(([x0, x1], [y0, y1], ((x0 + x1) / 2, (y0 + y1) / 2), "concat"))
+        graphs.append((title, nodes, lines))
+    return graphs
+
+
+def _colour(op: str) -> str:
+    return OP_COLOURS.get(op, "#bbbbbb")
+
+
 def cell_figure(cell: str) -> go.Figure:
-    """The NB201 cell as its 4-node DAG, each edge labelled with its op."""
-    genotype = NB201Genotype.parse(cell)
-    figure = go.Figure()
-    for op, (to, src) in zip(genotype.ops, NB201_EDGES, strict=True):
-        xs, ys, (mx, my) = _arc(src, to)
-        figure.add_scatter(x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="skip",
-                           line=dict(color=OP_COLOURS[op], width=3,
-                                     dash="dot" if op == "none" else "solid"))
-        figure.add_annotation(x=mx, y=my, text=op, showarrow=False, bgcolor="white",
-                              font=dict(color=OP_COLOURS[op]))
-    nodes = list(range(NB201_NODES))
-    figure.add_scatter(x=nodes, y=[0] * len(nodes), mode="markers+text",
-                       text=[str(n) for n in nodes],
-                       marker=dict(size=30, color="white", line=dict(width=2)),
-                       textposition="middle center", showlegend=False, hoverinfo="skip")
+    """The cell drawn as its DAG (NB201), or both cells (DARTS), edges labelled by op."""
+    graphs = _cell_graphs(cell)
+    figure = make_subplots(rows=1, cols=len(graphs), subplot_titles=[g[0] for g in graphs]
+                           if len(graphs) > 1 else None)
+    for col, (_, nodes, lines) in enumerate(graphs, start=1):
+        for xs, ys, (mx, my), op in lines:
+            figure.add_scatter(x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="skip",
+                               line=dict(color=_colour(op), width=3,
+                                         dash="dot" if op in ("none", "concat") else "solid"),
+                               row=1, col=col)
+            if op != "concat":
+                figure.add_annotation(x=mx, y=my, text=op, showarrow=False, bgcolor="white",
+                                      font=dict(color=_colour(op)), row=1, col=col)
+        figure.add_scatter(x=[p[0] for p in nodes.values()], y=[p[1] for p in nodes.values()],
+                           mode="markers+text", text=list(nodes), showlegend=False,
+                           marker=dict(size=30, color="white", line=dict(width=2)),
+                           textposition="middle center", hoverinfo="skip", row=1, col=col)
     figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False, scaleanchor="x")
-    return figure.update_layout(height=320, plot_bgcolor="white")
+    figure.update_yaxes(visible=False)
+    return figure.update_layout(height=360, plot_bgcolor="white")
 
 
 def cell_svg(cell: str, width: int = 480) -> str:
-    """The NB201 cell as a small standalone SVG (no browser or plotly needed)."""
-    genotype = NB201Genotype.parse(cell)
-    scale, pad = (width - 60) / (NB201_NODES - 1), 30
-    height = int(1.6 * scale) + 40
+    """The cell (or both DARTS cells) as a small standalone SVG, for the dashboard."""
+    panels = []
+    offset = 0.0
+    for title, nodes, lines in _cell_graphs(cell):
+        xs = [p[0] for p in nodes.values()] + [x for line in lines for x in line[0]]
+        ys = [p[1] for p in nodes.values()] + [y for line in lines for y in line[1]]
+        scale = (width - 60) / (max(xs) - min(xs))
+        height = (max(ys) - min(ys)) * scale + 60
 
-    def point(x: float, y: float) -> tuple[float, float]:
-        return pad + x * scale, 20 + (max(_BEND.values()) + 0.1) * scale - y * scale
+        def point(x: float, y: float, top: float = offset, hi: float = max(ys),
+                  lo: float = min(xs), k: float = scale) -> Point:
+            return 30 + (x - lo) * k, top + 40 + (hi - y) * k
 
-    parts = []
-    for op, (to, src) in zip(genotype.ops, NB201_EDGES, strict=True):
-        xs, ys, (mx, my) = _arc(src, to)
-        points = (point(x, y) for x, y in zip(xs, ys, strict=True))
-        path = " ".join(f"{a:.1f},{b:.1f}" for a, b in points)
-        dash = ' stroke-dasharray="4 3"' if op == "none" else ""
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{OP_COLOURS[op]}" '
-                     f'stroke-width="2.5"{dash}/>')
-        tx, ty = point(mx, my)
-        parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="11" text-anchor="middle" '
-                     f'fill="{OP_COLOURS[op]}">{html.escape(op)}</text>')
-    for node in range(NB201_NODES):
-        cx, cy = point(node, 0)
-        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="12" fill="white" '
-                     f'stroke="black"/><text x="{cx:.1f}" y="{cy + 4:.1f}" font-size="12" '
-                     f'text-anchor="middle">{node}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-            + "".join(parts) + "</svg>")
+        parts = [f'<text x="10" y="{offset + 16:.0f}" font-size="12">{html.escape(title)}'
+                 "</text>"]
+        for lx, ly, (mx, my), op in lines:
+            path = " ".join("{:.1f},{:.1f}".format(*point(x, y))
+                            for x, y in zip(lx, ly, strict=True))
+            dash = ' stroke-dasharray="4 3"' if op in ("none", "concat") else ""
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{_colour(op)}" '
+                         f'stroke-width="2.5"{dash}/>')
+            if op != "concat":
+                tx, ty = point(mx, my)
+                parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="11" '
+                             f'text-anchor="middle" fill="{_colour(op)}">{html.escape(op)}</text>')
+        for name, (x, y) in nodes.items():
+            cx, cy = point(x, y)
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="13" fill="white" '
+                         f'stroke="black"/><text x="{cx:.1f}" y="{cy + 4:.1f}" font-size="10" '
+                         f'text-anchor="middle">{html.escape(name)}</text>')
+        panels.append("".join(parts))
+        offset += height
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{offset:.0f}">'
+            + "".join(panels) + "</svg>")
 
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:

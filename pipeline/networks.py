@@ -212,9 +212,10 @@ class DartsNetwork(nn.Module):
 
 
 def darts_eval_params(genotype: DartsGenotype, *, channels: int = 36, layers: int = 20,
-                      num_classes: int = 10) -> int:
+                      num_classes: int = 10, in_channels: int = 3) -> int:
     """Parameters of DARTS' evaluation network, without the auxiliary head (as DARTS
     reports them)."""
-    network = DartsNetwork(genotype, channels=channels, layers=layers, num_classes=num_classes)
+    network = DartsNetwork(genotype, channels=channels, layers=layers, num_classes=num_classes,
+                           in_channels=in_channels)
     return sum(p.numel() for name, p in network.named_parameters()
                if not name.startswith("auxiliary_head"))

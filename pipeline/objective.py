@@ -26,10 +26,18 @@ from pipeline.config import StudyConfig, to_dict, without_budget
 from pipeline.darts import DartsSearch, DivergedError, EpochRecord
 from pipeline.dashboard import artifact_store, publish_trial
 from pipeline.data import DeviceBatches, channel_stats, load_dataset, search_split
-from pipeline.networks import nb201_eval_params
-from pipeline.spaces import NB201_EDGES, NB201_OPS, NB201Genotype, edge_name
+from pipeline.networks import darts_eval_params, nb201_eval_params
+from pipeline.spaces import (
+    DARTS_OPS,
+    NB201_EDGES,
+    NB201_OPS,
+    DartsGenotype,
+    edge_name,
+    parse_genotype,
+)
 from pipeline.start import StartPoint, StartSpace, apply_start, default_alpha_range
 from pipeline.supernet import Supernet
+from pipeline.supernet_darts import CELL_TYPES, DartsSupernet, darts_edges
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +82,14 @@ def build_start_space(config: StudyConfig, steps_per_epoch: int) -> StartSpace:
     """The start vector of this study; alpha_range 0 is derived from the search length."""
     alpha_range = config.start.alpha_range or default_alpha_range(
         config.search.arch_lr, config.search.epochs * steps_per_epoch)
+    if config.space.name == "darts":
+        edges = [f"{cell}:{to}<-{src}" for cell in CELL_TYPES for to, src in darts_edges()]
+        ops = DARTS_OPS
+    else:
+        edges, ops = [edge_name(edge) for edge in NB201_EDGES], NB201_OPS
     return StartSpace(
-        edges=[edge_name(edge) for edge in NB201_EDGES],
-        ops=NB201_OPS,
+        edges=edges,
+        ops=ops,
         alpha_range=alpha_range,
         gain_range=config.start.gain_range,
         directions=config.start.directions,
@@ -90,10 +103,15 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
                  init_seed: int, device: torch.device) -> DartsSearch:
     """A supernet initialised from ``init_seed``, moved to ``start``, ready to search."""
     space = config.space
+    net: Supernet | DartsSupernet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
-                       num_classes=data.num_classes, in_channels=data.in_channels)
+        if space.name == "darts":
+            net = DartsSupernet(channels=space.channels, layers=space.layers,
+                                num_classes=data.num_classes, in_channels=data.in_channels)
+        else:
+            net = Supernet(channels=space.channels, cells_per_stage=space.cells_per_stage,
+                           num_classes=data.num_classes, in_channels=data.in_channels)
     apply_start(net, start, direction_seed=config.seed)
     net = net.to(device)
     if config.search.channels_last:
@@ -294,9 +312,11 @@ class Objective:
     def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path) -> None:
         """Store the result as user attrs, and the dashboard's artifacts and note."""
         last = search.history[-1]
-        genotype = NB201Genotype.parse(last.genotype)
-        params = nb201_eval_params(genotype, num_classes=self.data.num_classes,
-                                   in_channels=self.data.in_channels)
+        genotype = parse_genotype(last.genotype)
+        count = (darts_eval_params if isinstance(genotype, DartsGenotype)
+                 else nb201_eval_params)
+        params = count(genotype, num_classes=self.data.num_classes,  # type: ignore[arg-type]
+                       in_channels=self.data.in_channels)
         attrs = {
             "cell": last.genotype,
             "supernet_acc": last.valid_acc,
@@ -310,5 +330,5 @@ class Objective:
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
         publish_trial(trial, [r.to_dict() for r in search.history], files, self.artifacts,
-                      attrs)
+                      attrs, edges=self.start_space.edges, ops=self.start_space.ops)
 

@@ -18,7 +18,6 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import figures
-from pipeline.spaces import NB201_EDGES, NB201_OPS, edge_name
 
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
                  "discrete_acc", "eval_params_M", "skip_share", "pool_share", "none_share",
@@ -77,20 +76,31 @@ def history_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return history.reset_index(drop=True)
 
 
+def alpha_names(trial: FrozenTrial) -> tuple[list[str], list[str]]:
+    """The edges and ops of the trial's alphas, from its ``alpha:<edge>:<op>`` parameters."""
+    edges: dict[str, None] = {}
+    ops: dict[str, None] = {}
+    for name in trial.params:
+        if name.startswith("alpha:"):
+            edge, _, op = name.removeprefix("alpha:").rpartition(":")
+            edges[edge], ops[op] = None, None
+    return list(edges), list(ops)
+
+
 def alpha_start(trial: FrozenTrial) -> pd.DataFrame:
     """The trial's initial architecture logits (edges x ops), from its parameters."""
-    edges = [edge_name(edge) for edge in NB201_EDGES]
-    values = [[trial.params.get(f"alpha:{e}:{o}", math.nan) for o in NB201_OPS] for e in edges]
-    return pd.DataFrame(values, index=edges, columns=list(NB201_OPS))
+    edges, ops = alpha_names(trial)
+    values = [[trial.params.get(f"alpha:{e}:{o}", math.nan) for o in ops] for e in edges]
+    return pd.DataFrame(values, index=edges, columns=ops)
 
 
 def alpha_end(trial: FrozenTrial) -> pd.DataFrame | None:
     """The trial's final mixing weights (edges x ops), if it recorded them."""
     softmax = trial.user_attrs.get("alpha_softmax")
-    if softmax is None:
+    edges, ops = alpha_names(trial)
+    if softmax is None or len(softmax) != len(edges):
         return None
-    return pd.DataFrame(softmax, index=[edge_name(e) for e in NB201_EDGES],
-                        columns=list(NB201_OPS))
+    return pd.DataFrame(softmax, index=edges, columns=ops)
 
 
 def movement_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:

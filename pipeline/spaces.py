@@ -213,6 +213,10 @@ class DartsGenotype:
         return cls(normal=_edges(fields["normal"]), normal_concat=_concat(fields["normal_concat"]),
                    reduce=_edges(fields["reduce"]), reduce_concat=_concat(fields["reduce_concat"]))
 
+    def to_str(self) -> str:
+        """The cell pair as text: its ``Genotype(...)`` literal."""
+        return self.to_literal()
+
     def to_json(self) -> dict[str, object]:
         return {"space": "darts", "normal": [list(e) for e in self.normal],
                 "normal_concat": list(self.normal_concat),
@@ -239,6 +243,17 @@ class DartsGenotype:
     def op_shares(self) -> dict[str, float]:
         """Share of both cells' edges that are skip connections, pooling and ``none``."""
         return op_shares([op for op, _ in self.normal + self.reduce])
+
+
+def parse_genotype(text: str) -> NB201Genotype | DartsGenotype:
+    """Read a cell of either space from its text form.
+
+    Raises:
+        GenotypeError: neither an NB201 cell string nor a DARTS ``Genotype(...)`` literal.
+    """
+    if text.lstrip().startswith("Genotype("):
+        return DartsGenotype.parse(text)
+    return NB201Genotype.parse(text)
 
 
 def _edges(node: ast.expr) -> tuple[Edge, ...]:
@@ -282,4 +297,5 @@ __all__ = [
     "all_nb201_genotypes",
     "edge_name",
     "op_shares",
+    "parse_genotype",
 ]

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from pipeline.networks import WEIGHT_FAMILIES, NB201Skeleton
+from pipeline.networks import WEIGHT_FAMILIES
+from pipeline.supernet import Supernet
+from pipeline.supernet_darts import DartsSupernet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,13 +122,14 @@ def default_alpha_range(arch_lr: float, arch_steps: int) -> float:
 
 
 @torch.no_grad()
-def apply_start(network: NB201Skeleton, start: StartPoint, *, direction_seed: int) -> None:
+def apply_start(network: Supernet | DartsSupernet, start: StartPoint, *,
+                direction_seed: int) -> None:
     """Move a freshly initialised network to ``start``.
 
     Each family's weights are scaled by exp(log gain), then offset along the random
     directions: w = exp(g) * w0 + sum_k z_k d_k(w0). The alphas are set to alpha0.
     """
-    network.alphas.copy_(torch.tensor(start.alpha0))  # type: ignore[operator]
+    network.alphas.copy_(torch.tensor(start.alpha0))
     families = network.weight_families()
     initial = {f: [w.detach().clone() for w in weights] for f, weights in families.items()}
     for family, weights in families.items():

@@ -164,6 +164,10 @@ class Supernet(NB201Skeleton):
         """Mixing weights (edges, ops), detached."""
         return F.softmax(self.alphas.detach(), dim=-1)
 
+    def choice(self, genotype: NB201Genotype) -> list[int]:
+        """The op index per edge that runs ``genotype``."""
+        return list(genotype.indices)
+
     def genotype(self) -> NB201Genotype:
         """The cell the alphas select: the argmax op on each edge (``none`` can win)."""
         indices = self.alphas.detach().argmax(dim=-1).tolist()

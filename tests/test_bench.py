@@ -26,6 +26,12 @@ def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
     assert record.trials_per_hour == pytest.approx(3600 / (record.median_ms / 1000 * 3))
 
 
+def test_darts_space_iteration_record() -> None:
+    record = measure_iteration(channels=4, cells_per_stage=3, batch=4, order=2, device="cpu",
+                               warmup=0, iterations=1, space="darts")
+    assert record.space == "darts" and record.median_ms > 0
+
+
 def test_outer_loop_record() -> None:
     record = measure_outer(dims=3, trials=4, epochs=2, last=2)
     assert record.kind == "outer" and record.median_ms > 0
@@ -34,7 +40,7 @@ def test_outer_loop_record() -> None:
 def test_bench_command_writes_json_from_a_fresh_process(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    code = cli.main(["bench", "--order", "1", "--channels", "4", "--cells-per-stage", "1",
+    code = cli.main(["bench", "--order", "1", "--channels", "4", "--cells", "1",
                      "--batch", "8", "--iterations", "2", "--warmup", "1", "--device", "cpu",
                      "--json", str(out)])
     assert code == 0

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "pipeline"
-LAYERS = ["config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
+LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data", "darts",
+          "start",
           "checkpoint", "evaluate", "figures", "report", "dashboard", "objective", "bench",
           "study", "compare", "cli"]
-NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "data", "darts", "start",
+NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
+             "darts", "start",
              "checkpoint", "evaluate", "figures", "bench"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
 
