@@ -50,11 +50,12 @@ def test_mixed_op_equals_the_full_weighted_sum_including_none() -> None:
     assert torch.allclose(op(node, weights), full, atol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("size", [1, 2, 5, 8])
-def test_fast_average_pool_equals_avg_pool2d(size: int) -> None:
+def test_fast_average_pool_equals_avg_pool2d(size: int, stride: int) -> None:
     x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
-    fast = avg_pool_3x3(x)
-    slow = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    fast = avg_pool_3x3(x, stride)
+    slow = F.avg_pool2d(x, 3, stride=stride, padding=1, count_include_pad=False)
     assert torch.allclose(fast, slow)
     grad = torch.randn_like(slow)
     (fast_grad,) = torch.autograd.grad(fast, x, grad)
