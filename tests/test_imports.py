@@ -15,7 +15,7 @@ LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "
           "study", "compare", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
              "darts", "start",
-             "checkpoint", "evaluate", "figures", "bench"}
+             "checkpoint", "evaluate", "figures"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
 
 
