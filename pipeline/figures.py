@@ -14,7 +14,9 @@ from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201Genotype, parse_genot
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728",
                  "RUNNING": "#7f7f7f", "WAITING": "#bcbd22"}
 OP_COLOURS = {"none": "#bbbbbb", "skip_connect": "#d62728", "nor_conv_1x1": "#2ca02c",
-              "nor_conv_3x3": "#1f77b4", "avg_pool_3x3": "#ff7f0e"}
+              "nor_conv_3x3": "#1f77b4", "avg_pool_3x3": "#ff7f0e", "max_pool_3x3": "#e377c2",
+              "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#17becf", "dil_conv_3x3": "#2ca02c",
+              "dil_conv_5x5": "#8c564b"}
 ACCURACY = "validation accuracy (%)"
 
 
@@ -56,8 +58,9 @@ def alpha_figure(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]]
                            colorscale="RdBu", zmid=0, showscale=False, row=row, col=1)
         if end is not None:
             figure.add_heatmap(z=end.to_numpy(), x=list(end.columns), y=list(end.index),
-                               colorscale="Viridis", row=row, col=2)
-    return figure.update_layout(height=330 * len(panels))
+                               coloraxis="coloraxis", row=row, col=2)
+    return figure.update_layout(height=330 * len(panels),
+                                coloraxis=dict(colorscale="Viridis"))
 
 
 def movement_figure(movement: pd.DataFrame) -> go.Figure:
@@ -138,15 +141,15 @@ def _cell_graphs(cell: str) -> list[tuple[str, dict[str, Point], list[Line]]]:
     graphs = []
     for title, edges, concat in (("normal cell", genotype.normal, genotype.normal_concat),
                                  ("reduction cell", genotype.reduce, genotype.reduce_concat)):
-        nodes = {"c_{k-2}": (0.0, 0.8), "c_{k-1}": (0.0, -0.8), "c_{k}": (5.0, 0.0)}
-        nodes.update({str(i): (1.0 + i, 0.45 if i % 2 else -0.45) for i in range(len(edges) // 2)})
-        names = ["c_{k-2}", "c_{k-1}", *(str(i) for i in range(len(edges) // 2))]
+        nodes = {"k-2": (0.0, 1.2), "k-1": (0.0, -1.2), "out": (5.0, 0.0)}
+        nodes.update({str(i): (1.0 + i, 0.7 if i % 2 else -0.7) for i in range(len(edges) // 2)})
+        names = ["k-2", "k-1", *(str(i) for i in range(len(edges) // 2))]
         lines: list[Line] = []
         for k, (op, src) in enumerate(edges):
             (x0, y0), (x1, y1) = nodes[names[src]], nodes[str(k // 2)]
             lines.append(([x0, x1], [y0, y1], ((x0 + x1) / 2, (y0 + y1) / 2), op))
         for node in concat:
-            (x0, y0), (x1, y1) = nodes[names[node]], nodes["c_{k}"]
+            (x0, y0), (x1, y1) = nodes[names[node]], nodes["out"]
             lines.append(([x0, x1], [y0, y1], ((x0 + x1) / 2, (y0 + y1) / 2), "concat"))
         graphs.append((title, nodes, lines))
     return graphs
@@ -176,7 +179,7 @@ def cell_figure(cell: str) -> go.Figure:
                            textposition="middle center", hoverinfo="skip", row=1, col=col)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
-    return figure.update_layout(height=360, plot_bgcolor="white")
+    return figure.update_layout(height=360 if len(graphs) == 1 else 480, plot_bgcolor="white")
 
 
 def cell_svg(cell: str, width: int = 480) -> str:

@@ -126,6 +126,14 @@ def test_cell_drawings_build() -> None:
     assert len(figures.cell_figure(CELL).data) == 7
     svg = figures.cell_svg(CELL)
     assert svg.startswith("<svg") and svg.count("<polyline") == 6
+    darts = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), "
+             "('sep_conv_3x3', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), ('none', 0), "
+             "('avg_pool_3x3', 4)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+             "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), "
+             "('sep_conv_5x5', 0), ('skip_connect', 2), ('skip_connect', 2), "
+             "('dil_conv_5x5', 1)], reduce_concat=[2, 3, 4, 5])")
+    assert len(figures.cell_figure(darts).data) == 2 * (8 + 4 + 1)  # edges, concat, nodes
+    assert figures.cell_svg(darts).count("<polyline") == 2 * (8 + 4)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
