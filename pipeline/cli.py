@@ -156,6 +156,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     genotype = _genotype(args.genotype, args)
     text = genotype.to_literal() if isinstance(genotype, DartsGenotype) else genotype.to_str()
     print(f"cell           {text}")
+    if not (args.count_params or args.nb201_table):
+        return _retrain(genotype, args)
     params = count_params(genotype)
     print("params (M)     " + "  ".join(f"{k} {v:.6f}" for k, v in params.items())
           + f"   ({network_name(genotype)})")
@@ -163,6 +165,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         score = lookup(load_table(args.nb201_table), genotype)
         print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.test_acc.items())
               + f"   (ground truth: {args.nb201_table})")
+    return EXIT_OK
+
+
+def _retrain(genotype: NB201Genotype | DartsGenotype, args: argparse.Namespace) -> int:
+    """Train the cell's evaluation network from scratch and print its test accuracy."""
+    import dataclasses
+    import hashlib
+
+    from pipeline.data import load_dataset
+    from pipeline.spaces import DartsGenotype
+    from pipeline.train import TrainSettings, retrain
+
+    settings = TrainSettings.darts() if isinstance(genotype, DartsGenotype) else TrainSettings()
+    changes = {name: getattr(args, name) for name in ("epochs", "batch_size", "lr", "channels",
+                                                      "cells") if getattr(args, name)}
+    settings = dataclasses.replace(settings, **changes)
+    train, test = load_dataset(args.dataset, args.data_root, download=args.download)
+    key = hashlib.sha1(f"{genotype.to_str()}{settings}{args.dataset}".encode()).hexdigest()[:12]
+    result = retrain(genotype, train, test, settings=settings, device=_pick_device(args.device),
+                     checkpoint=Path(args.out) / key / "ckpt.pt", seed=args.seed,
+                     progress=_show_progress(args))
+    print(f"test acc (%)   {result.test_acc:.2f}   ({args.dataset} test split, "
+          f"{result.epochs} epochs from scratch)")
+    print(f"params (M)     {result.params_m:.6f}   (C={settings.channels}, "
+          f"{settings.cells} cells)")
     return EXIT_OK
 
 
@@ -295,9 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="an NB201 cell string, a DARTS Genotype(...) literal, or "
                                "STUDY[:TRIAL]")
     evaluate.add_argument("--count-params", action="store_true",
-                          help="print the evaluation network's parameters (always printed)")
+                          help="print the evaluation network's parameters without training")
     evaluate.add_argument("--nb201-table", help="look the cell up in a NAS-Bench-201 "
                                                 "ground-truth CSV (arch_str, <dataset>_test)")
+    evaluate.add_argument("--dataset", default="cifar10",
+                          help="digits, cifar10, cifar100 or imagefolder (training only)")
+    evaluate.add_argument("--data-root", default="data")
+    evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--epochs", type=int, help="default: the space's protocol "
+                                                     "(NB201 200, DARTS 600)")
+    evaluate.add_argument("--batch-size", type=int)
+    evaluate.add_argument("--lr", type=float)
+    evaluate.add_argument("--channels", type=int)
+    evaluate.add_argument("--cells", type=int, help="NB201: cells per stage; DARTS: cells")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--out", default="evaluations",
+                          help="folder of training checkpoints (a rerun resumes)")
     _add_storage_args(evaluate)
 
     dashboard = commands.add_parser("dashboard", help="open a study in optuna-dashboard")

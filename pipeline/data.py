@@ -160,12 +160,14 @@ class DeviceBatches:
     """
 
     def __init__(self, images: ImageSet, *, batch_size: int, device: torch.device,
-                 mean: Tensor, std: Tensor, crop_padding: int = 0, flip: bool = False) -> None:
+                 mean: Tensor, std: Tensor, crop_padding: int = 0, flip: bool = False,
+                 cutout: int = 0) -> None:
         self.images = images.images.to(device)
         self.labels = images.labels.to(device)
         self.batch_size = batch_size
         self.crop_padding = crop_padding
         self.flip = flip
+        self.cutout = cutout
         self.mean = mean.to(device).view(1, -1, 1, 1)
         self.std = std.to(device).view(1, -1, 1, 1)
 
@@ -205,7 +207,21 @@ class DeviceBatches:
         if self.flip:
             mirror = (torch.rand(b, generator=generator) < 0.5).to(x.device)
             x = torch.where(mirror[:, None, None, None], x.flip(3), x)
-        return self._normalise(x)
+        x = self._normalise(x)
+        if self.cutout:
+            x = x * self._cutout_mask(b, h, w, generator).to(x.device)
+        return x
+
+    def _cutout_mask(self, b: int, h: int, w: int, generator: torch.Generator) -> Tensor:
+        """(B, 1, H, W) zeros over one square of side ``cutout`` per image (clipped at the
+        border, centred anywhere), as in DARTS' evaluation."""
+        centre = torch.stack([torch.randint(0, h, (b,), generator=generator),
+                              torch.randint(0, w, (b,), generator=generator)])
+        rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+        half = self.cutout // 2
+        in_rows = ((rows >= centre[0, :, None] - half) & (rows < centre[0, :, None] + half))
+        in_cols = ((cols >= centre[1, :, None] - half) & (cols < centre[1, :, None] + half))
+        return (~(in_rows[:, :, None] & in_cols[:, None, :]))[:, None].float()
 
 
 def channel_stats(images: ImageSet) -> tuple[Tensor, Tensor]:

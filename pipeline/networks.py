@@ -95,8 +95,9 @@ class NB201Network(NB201Skeleton):
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Count trainable parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Count trainable parameters, leaving out an auxiliary head (as DARTS reports them)."""
+    return sum(p.numel() for name, p in module.named_parameters()
+               if p.requires_grad and not name.startswith("auxiliary_head"))
 
 
 def nb201_eval_params(genotype: NB201Genotype, *, num_classes: int = 10,
@@ -217,5 +218,4 @@ def darts_eval_params(genotype: DartsGenotype, *, channels: int = 36, layers: in
     reports them)."""
     network = DartsNetwork(genotype, channels=channels, layers=layers, num_classes=num_classes,
                            in_channels=in_channels)
-    return sum(p.numel() for name, p in network.named_parameters()
-               if not name.startswith("auxiliary_head"))
+    return count_parameters(network)

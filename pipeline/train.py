@@ -1,0 +1,156 @@
+"""Training a found cell's evaluation network from scratch, resumable epoch by epoch."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pipeline.config import ConfigError
+from pipeline.data import DeviceBatches, ImageSet, channel_stats
+from pipeline.networks import DartsNetwork, NB201Network, count_parameters
+from pipeline.spaces import DartsGenotype, NB201Genotype
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainSettings:
+    """How to train an evaluation network (defaults: NAS-Bench-201's protocol)."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    channels: int = 16
+    cells: int = 5
+    auxiliary_weight: float = 0.0
+    drop_path: float = 0.0
+    cutout: int = 0
+    crop_padding: int = 4
+    flip: bool = True
+
+    @classmethod
+    def darts(cls) -> TrainSettings:
+        """DARTS' evaluation protocol: C=36, 20 cells, auxiliary 0.4, drop path 0.2, cutout
+        16, SGD 0.025 cosine, weight decay 3e-4, 600 epochs of batch 96."""
+        return cls(epochs=600, batch_size=96, lr=0.025, weight_decay=3e-4, channels=36,
+                   cells=20, auxiliary_weight=0.4, drop_path=0.2, cutout=16)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    test_acc: float
+    params_m: float
+    epochs: int
+
+
+def build_network(genotype: NB201Genotype | DartsGenotype, settings: TrainSettings, *,
+                  num_classes: int, in_channels: int) -> nn.Module:
+    """The cell's evaluation network at the settings' size."""
+    if isinstance(genotype, DartsGenotype):
+        return DartsNetwork(genotype, channels=settings.channels, layers=settings.cells,
+                            num_classes=num_classes, in_channels=in_channels,
+                            auxiliary=settings.auxiliary_weight > 0)
+    return NB201Network(genotype, channels=settings.channels, cells_per_stage=settings.cells,
+                        num_classes=num_classes, in_channels=in_channels)
+
+
+def train_epoch(net: nn.Module, batches: DeviceBatches, optimizer: torch.optim.Optimizer, *,
+                seed: int, epoch: int, grad_clip: float, auxiliary_weight: float = 0.0
+                ) -> tuple[float, float]:
+    """One epoch of SGD; returns mean loss and accuracy (%), read once at the end."""
+    net.train()
+    totals = torch.zeros(3, device=batches.labels.device)
+    for x, y in batches.epoch(seed, epoch):
+        optimizer.zero_grad(set_to_none=True)
+        logits, aux = _outputs(net(x))
+        loss = F.cross_entropy(logits, y)
+        if aux is not None and auxiliary_weight:
+            loss = loss + auxiliary_weight * F.cross_entropy(aux, y)
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+        totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
+                               torch.tensor(float(len(y)), device=y.device)])
+    loss_sum, correct, count = totals.tolist()
+    return loss_sum / count, 100 * correct / count
+
+
+@torch.no_grad()
+def evaluate_network(net: nn.Module, batches: DeviceBatches) -> float:
+    """Accuracy (%) on unaugmented batches."""
+    net.eval()
+    correct, count = torch.zeros((), device=batches.labels.device), 0
+    for x, y in batches.in_order():
+        logits, _ = _outputs(net(x))
+        correct += (logits.argmax(1) == y).sum()
+        count += len(y)
+    return 100 * float(correct) / count
+
+
+def _outputs(out: Tensor | tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
+    return out if isinstance(out, tuple) else (out, None)
+
+
+def retrain(genotype: NB201Genotype | DartsGenotype, train: ImageSet, test: ImageSet, *,
+            settings: TrainSettings, device: torch.device, checkpoint: Path, seed: int = 0,
+            progress: bool = False) -> TrainResult:
+    """Train the cell's evaluation network on ``train`` and measure it on ``test``.
+
+    Every epoch is checkpointed to ``checkpoint``; a rerun continues from there.
+    """
+    if settings.auxiliary_weight and min(train.shape[1:]) < 32:
+        raise ConfigError(f"DARTS' auxiliary head needs images of at least 32x32, got "
+                          f"{train.shape[1]}x{train.shape[2]}")
+    mean, std = channel_stats(train)
+    batches = DeviceBatches(train, batch_size=settings.batch_size, device=device, mean=mean,
+                            std=std, crop_padding=settings.crop_padding, flip=settings.flip,
+                            cutout=settings.cutout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_network(genotype, settings, num_classes=len(train.classes),
+                            in_channels=train.shape[0]).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                nesterov=True, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    meta = {"genotype": genotype.to_str(), "settings": asdict(settings), "seed": seed}
+    start = _resume(checkpoint, meta, net, optimizer, scheduler)
+    for epoch in tqdm(range(start, settings.epochs), initial=start, total=settings.epochs,
+                      desc="training", unit="epoch", disable=not progress):
+        if isinstance(net, DartsNetwork):
+            net.drop_path_prob = settings.drop_path * epoch / settings.epochs
+        train_epoch(net, batches, optimizer, seed=seed, epoch=epoch,
+                    grad_clip=settings.grad_clip, auxiliary_weight=settings.auxiliary_weight)
+        scheduler.step()
+        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1}
+        save_checkpoint(checkpoint, state, meta=meta)
+    test_batches = DeviceBatches(test, batch_size=256, device=device, mean=mean, std=std)
+    return TrainResult(test_acc=evaluate_network(net, test_batches),
+                       params_m=count_parameters(net) / 1e6, epochs=settings.epochs)
+
+
+def _resume(path: Path, meta: dict[str, Any], net: nn.Module,
+            optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+    try:
+        state = load_checkpoint(path, meta=meta)
+    except FileNotFoundError:
+        return 0
+    except CheckpointError as error:
+        logger.warning("training from scratch: %s", error)
+        return 0
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    logger.info("training resumes after epoch %d", state["epoch"])
+    return int(state["epoch"])
