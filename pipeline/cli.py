@@ -117,7 +117,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) / config.name
     frame = run_compare(config, root=args.root, out_dir=out_dir,
                         device=_pick_device(args.device), table_path=args.nb201_table,
-                        progress=_show_progress(args))
+                        retrain_epochs=args.retrain_epochs, progress=_show_progress(args))
     with pd.option_context("display.width", 250, "display.max_columns", 30,
                            "display.float_format", "{:.3f}".format):
         print(frame.set_index("method").T.to_string())
@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     compare.add_argument("--nb201-table", help="score each method's cells in this "
                                                "NAS-Bench-201 ground-truth CSV")
+    compare.add_argument("--retrain-epochs", type=int, default=0,
+                         help="also train each method's best cell from scratch this long")
     compare.add_argument("--device", default="auto")
     compare.add_argument("--out", default="reports", help="folder of reports")
     _add_storage_args(compare)

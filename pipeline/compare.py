@@ -13,10 +13,12 @@ from optuna.trial import TrialState
 
 from pipeline import figures
 from pipeline.config import StudyConfig
+from pipeline.data import load_dataset
 from pipeline.evaluate import load_table, lookup
 from pipeline.objective import epochs_used, trials_used
-from pipeline.spaces import NB201Genotype
+from pipeline.spaces import DartsGenotype, NB201Genotype, parse_genotype
 from pipeline.study import load_study, run_study
+from pipeline.train import TrainSettings, retrain
 
 METHODS = ("darts", "random", "cmaes")
 
@@ -58,8 +60,12 @@ def method_row(method: str, trials: list[Any], table: pd.DataFrame | None) -> di
 
 
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
-                table_path: str | None = None, progress: bool = False) -> pd.DataFrame:
+                table_path: str | None = None, retrain_epochs: int = 0,
+                progress: bool = False) -> pd.DataFrame:
     """Run (or resume) the study once per method; write ``compare.csv`` and ``compare.html``.
+
+    With ``retrain_epochs``, each method's best cell is also trained from scratch on the
+    study's dataset for that many epochs (its space's protocol otherwise) and tested.
 
     Raises:
         TableError: the ground-truth table is unusable (checked before any search).
@@ -70,9 +76,26 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
         method_study = method_config(config, method)
         run_study(method_study, root=root, device=device, progress=progress)
         trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)
-        rows.append(method_row(method, trials, table))
+        row = method_row(method, trials, table)
+        if retrain_epochs and "cell" in row:
+            row["retrain_test_acc"] = _retrain(config, row["cell"], retrain_epochs, device,
+                                               out_dir / f"retrain-{method}" / "ckpt.pt",
+                                               progress)
+        rows.append(row)
     frame = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "compare.csv", index=False)
     figures.compare_figure(frame).write_html(out_dir / "compare.html", include_plotlyjs=True)
     return frame
+
+
+def _retrain(config: StudyConfig, cell: str, epochs: int, device: torch.device,
+             checkpoint: Path, progress: bool) -> float:
+    genotype = parse_genotype(cell)
+    protocol = TrainSettings.darts() if isinstance(genotype, DartsGenotype) else TrainSettings()
+    settings = dataclasses.replace(protocol, epochs=epochs,
+                                   crop_padding=config.data.crop_padding, flip=config.data.flip)
+    train, test = load_dataset(config.data.dataset, config.data.root,
+                               download=config.data.download)
+    return retrain(genotype, train, test, settings=settings, device=device,
+                   checkpoint=checkpoint, seed=config.seed, progress=progress).test_acc

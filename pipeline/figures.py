@@ -225,7 +225,8 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
     columns = [("best_value", "best validation accuracy"),
                ("mean_value", "mean validation accuracy"),
                ("best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
-               ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)")]
+               ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
+               ("retrain_test_acc", "best cell retrained from scratch, test accuracy")]
     for column, label in columns:
         if column in frame:
             error = frame.get(column.replace("mean_", "std_")) if column.startswith(

@@ -31,7 +31,8 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     pd.DataFrame(rows, columns=["arch_str", "cifar10_test", "cifar100_test",
                                 "imagenet16_test"]).to_csv(table, index=False)
     frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
-                        device=torch.device("cpu"), table_path=str(table))
+                        device=torch.device("cpu"), table_path=str(table), retrain_epochs=1)
+    assert frame["retrain_test_acc"].between(0, 100).all()
     assert frame["method"].tolist() == list(METHODS)
     budget, per_trial = 3 * 2, 2
     assert all(budget - per_trial < e <= budget for e in frame["epochs"])
