@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_ATTEMPTS = 5
+STORAGE_CONFLICTS = 5
 _PASSWORD_IN_URL = re.compile(r"(//[^:/@]*:)[^@/]*@")
 
 
@@ -234,13 +235,26 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
               unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
         heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)
         poll_s = min(outer.heartbeat_interval, 5)
+        conflicts = 0
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
-            study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES, gc_after_trial=False)
+            try:
+                study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
+                               gc_after_trial=False)
+                conflicts = 0
+            except optuna.exceptions.StorageInternalError as error:
+                conflicts += 1  # workers writing at once; SQLite refuses one of them
+                if conflicts > STORAGE_CONFLICTS:
+                    raise
+                logger.warning("storage conflict with another worker, trying again: %s", error)
+                time.sleep(poll_s)
             bar.update(_spent(study, budget) - bar.n)
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if complete:
                 bar.set_postfix(best=f"{max(t.value or 0.0 for t in complete):.2f}%")
-    publish_study(study)
+    try:
+        publish_study(study)
+    except optuna.exceptions.StorageInternalError as error:  # another worker is publishing
+        logger.warning("the study's graphs were not stored this time: %s", error)
     return summarize(study, storage_url, directory, budget)
 
 
@@ -263,9 +277,7 @@ def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: f
     """
     while True:
         if heartbeat:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            _fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
@@ -277,6 +289,17 @@ def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: f
             return False
         logger.info("waiting for %d trials of other workers", running)
         time.sleep(poll_s)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and so queue retries of) trials whose worker stopped beating. Workers race to
+    do it; SQLite answers the loser with an error, which is harmless: the trial is failed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            optuna.storages.fail_stale_trials(study)
+        except optuna.exceptions.StorageInternalError as error:
+            logger.debug("another worker was failing stale trials: %s", error)
 
 
 def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Budget

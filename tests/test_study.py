@@ -200,3 +200,31 @@ def test_other_samplers_and_pruners_run(tiny_config: StudyConfig, tmp_path: Path
         assert all(centre) and len(init_seeds) == 2
     else:  # the centre first, then sampled starts from the study's one initialisation
         assert centre == [True, False] and init_seeds == {config.seed}
+
+
+def test_storage_conflicts_between_workers_are_retried(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite refuses one of two workers that write at once; the worker goes on."""
+    import optuna.storages
+
+    calls = {"stale": 0, "optimize": 0}
+    real_fail, real_optimize = optuna.storages.fail_stale_trials, optuna.Study.optimize
+
+    def conflicting_fail(study: optuna.Study) -> list[int]:
+        calls["stale"] += 1
+        if calls["stale"] == 1:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        return real_fail(study)
+
+    def conflicting_optimize(self: optuna.Study, *args: object, **kwargs: object) -> None:
+        calls["optimize"] += 1
+        if calls["optimize"] == 2:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        real_optimize(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optuna.storages, "fail_stale_trials", conflicting_fail)
+    monkeypatch.setattr(optuna.Study, "optimize", conflicting_optimize)
+    config = _with(tiny_config, outer={"n_trials": 2, "heartbeat_interval": 1,
+                                       "grace_period": 2}, search={"epochs": 1})
+    summary = run_study(config, root=tmp_path, device=CPU)
+    assert summary.finished == 2 and calls["stale"] > 1 and calls["optimize"] == 3

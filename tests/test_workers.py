@@ -89,16 +89,18 @@ def test_a_killed_worker_loses_and_repeats_nothing(kind: str, tmp_path: Path,
     command = _command(path, storage, "--n-trials", str(budget),
                        "--set", f"search.epochs={epochs}", "--set", "outer.heartbeat_interval=1",
                        "--set", "outer.grace_period=3")
-    first, second = (subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, env=ONE_THREAD)
-                     for _ in range(2))
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=ONE_THREAD)
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=ONE_THREAD)
     victim = f"{socket.gethostname()}:{first.pid}"
     killed_key, epochs_done = _wait_for_epochs(name, path.parent, storage, victim, epochs=2)
     first.kill()
     first.wait()
     third = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, env=ONE_THREAD)
-    assert second.wait(timeout=300) == 0
+    _, second_err = second.communicate(timeout=300)
+    assert second.returncode == 0, second_err
     _, err = third.communicate(timeout=300)
     assert third.returncode == 0, err
 
