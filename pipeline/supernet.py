@@ -7,7 +7,7 @@ All edges leaving a node see the same input, so what ops derive from it (its ReL
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +131,24 @@ class SearchCell(nn.Module):
         return nodes[-1].x
 
 
-class Supernet(NB201Skeleton):
+class ArchitectureWeights:
+    """What a supernet with one ``alphas`` parameter (edges, ops) offers the search."""
+
+    alphas: nn.Parameter
+    named_parameters: Any
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas]
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for name, p in self.named_parameters() if name != "alphas")
+
+    def alpha_softmax(self) -> Tensor:
+        """Mixing weights (edges, ops), detached."""
+        return F.softmax(self.alphas.detach(), dim=-1)
+
+
+class Supernet(ArchitectureWeights, NB201Skeleton):
     """The NB201 supernet; its alphas (edges, ops) are a registered parameter.
 
     Search cells use batch norm without affine parameters, as in DARTS.
@@ -153,16 +170,6 @@ class Supernet(NB201Skeleton):
             x = layer(x) if isinstance(layer, ResNetBlock) else layer(x, weights, choice)
         logits: Tensor = self.classifier(self.head(x))
         return logits
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas]
-
-    def weight_parameters(self) -> Iterator[nn.Parameter]:
-        return (p for name, p in self.named_parameters() if name != "alphas")
-
-    def alpha_softmax(self) -> Tensor:
-        """Mixing weights (edges, ops), detached."""
-        return F.softmax(self.alphas.detach(), dim=-1)
 
     def choice(self, genotype: NB201Genotype) -> list[int]:
         """The op index per edge that runs ``genotype``."""

@@ -7,7 +7,7 @@ is followed by one, as in DARTS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from pipeline.networks import WEIGHT_FAMILIES
 from pipeline.ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
 from pipeline.spaces import DARTS_OPS as OP_NAMES
 from pipeline.spaces import DARTS_STEPS, DartsGenotype
+from pipeline.supernet import ArchitectureWeights
 
 CELL_TYPES = ("normal", "reduce")
 EDGES_PER_CELL = sum(2 + i for i in range(DARTS_STEPS))  # 14
@@ -88,7 +89,7 @@ class DartsSearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class DartsSupernet(nn.Module):
+class DartsSupernet(ArchitectureWeights, nn.Module):
     """DARTS' search network: a 3C stem, ``layers`` cells (reductions at a third and two
     thirds of the depth), pooling and a classifier."""
 
@@ -123,15 +124,6 @@ class DartsSupernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice)
         logits: Tensor = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
         return logits
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas]
-
-    def weight_parameters(self) -> Iterator[nn.Parameter]:
-        return (p for name, p in self.named_parameters() if name != "alphas")
-
-    def alpha_softmax(self) -> Tensor:
-        return F.softmax(self.alphas.detach(), dim=-1)
 
     def weight_families(self) -> dict[str, list[Tensor]]:
         """Conv and linear weights by family: stem, normal cells, reduction cells, classifier."""
