@@ -120,7 +120,7 @@ class DartsSearch:
         started = time.perf_counter()
         weight_lr = self.w_optimizer.param_groups[0]["lr"]
         self.net.train()
-        totals = torch.zeros(3, device=self.alphas[0].device)  # loss sum, correct, count
+        totals = torch.zeros(2, device=self.alphas[0].device)  # loss sum, correct
         arch_epoch = self.arch_batches.epoch(2 * self.seed + 1, self.epoch)
         for x_w, y_w in self.weight_batches.epoch(2 * self.seed, self.epoch):
             x_a, y_a = next(arch_epoch, (None, None))
@@ -137,7 +137,8 @@ class DartsSearch:
         genotype = self.net.genotype()
         choice = self.net.choice(genotype)  # type: ignore[arg-type]
         valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
-        train_loss, train_correct, count = totals.tolist()
+        train_loss, train_correct = totals.tolist()
+        count = len(self.weight_batches.labels)  # every image once per epoch
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
             raise DivergedError(
                 f"loss became non-finite in epoch {self.epoch} "
@@ -155,7 +156,7 @@ class DartsSearch:
     # -- the steps --------------------------------------------------------------------
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD step of the weights; returns (loss sum, correct, count) on the device."""
+        """One SGD step of the weights; returns (loss sum, correct) on the device."""
         self.w_optimizer.zero_grad(set_to_none=True)
         with _frozen(self.alphas):
             logits = self.forward(x)
@@ -164,8 +165,7 @@ class DartsSearch:
         torch.nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
         self.w_optimizer.step()
         correct = (logits.detach().argmax(dim=1) == y).sum()
-        n = torch.tensor(len(y), device=y.device)
-        return torch.stack([loss.detach() * len(y), correct.float(), n.float()])
+        return torch.stack([loss.detach() * len(y), correct.float()])
 
     def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
         """One Adam step of the alphas on the validation half."""

@@ -70,7 +70,7 @@ def train_epoch(net: nn.Module, batches: DeviceBatches, optimizer: torch.optim.O
                 ) -> tuple[float, float]:
     """One epoch of SGD; returns mean loss and accuracy (%), read once at the end."""
     net.train()
-    totals = torch.zeros(3, device=batches.labels.device)
+    totals = torch.zeros(2, device=batches.labels.device)  # loss sum, correct
     for x, y in batches.epoch(seed, epoch):
         optimizer.zero_grad(set_to_none=True)
         logits, aux = _outputs(net(x))
@@ -80,9 +80,9 @@ def train_epoch(net: nn.Module, batches: DeviceBatches, optimizer: torch.optim.O
         loss.backward()  # type: ignore[no-untyped-call]
         nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         optimizer.step()
-        totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
-                               torch.tensor(float(len(y)), device=y.device)])
-    loss_sum, correct, count = totals.tolist()
+        totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float()])
+    loss_sum, correct = totals.tolist()
+    count = len(batches.labels)  # every image once per epoch
     return loss_sum / count, 100 * correct / count
 
 
