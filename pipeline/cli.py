@@ -63,9 +63,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         attrs = best.user_attrs
         print(f"best cell      {attrs['cell']}")
-        print(f"accuracy       {best.value:.2f} % ({config.search.objective} objective; "
-              f"supernet {attrs['supernet_acc']:.2f} %, discrete cell "
+        print(f"accuracy       {best.values[0]:.2f} % ({config.search.accuracy_objective} "
+              f"objective; supernet {attrs['supernet_acc']:.2f} %, discrete cell "
               f"{attrs['discrete_acc']:.2f} %), trial {best.number}")
+    if config.search.multi_objective:
+        print(f"pareto front   {len(summary.front)} cells (accuracy %, parameters M):")
+        for trial in summary.front:
+            print(f"  trial {trial.number:<4} {trial.values[0]:6.2f} "
+                  f"{trial.values[1]:8.4f}  {trial.user_attrs['cell']}")
     if summary.epoch_budget:
         print(f"epochs         {summary.epochs_spent} of {summary.epoch_budget} spent "
               f"in {summary.finished} trials")
@@ -109,39 +114,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Run plain DARTS, random and CMA-ES starts at one budget and print the table."""
     import pandas as pd
 
-    from pipeline.compare import run_compare
+    from pipeline.compare import run_compare, summarise
     from pipeline.config import load
 
     config = load(args.study, args.set)
     signal.signal(signal.SIGTERM, _raise_terminated)
     out_dir = Path(args.out) / config.name
+    if args.seeds < 1 or args.retrain_epochs < 0:
+        raise ConfigError("--seeds must be >= 1 and --retrain-epochs >= 0")
+    seeds = range(config.seed, config.seed + args.seeds)
     frame = run_compare(config, root=args.root, out_dir=out_dir,
-                        device=_pick_device(args.device), table_path=args.nb201_table,
-                        retrain_epochs=args.retrain_epochs, progress=_show_progress(args))
-    with pd.option_context("display.width", 250, "display.max_columns", 30,
-                           "display.float_format", "{:.3f}".format):
-        print(frame.set_index("method").T.to_string())
-    print(f"table          {out_dir / 'compare.csv'}")
+                        device=_pick_device(args.device), seeds=seeds,
+                        table_path=args.nb201_table, retrain_epochs=args.retrain_epochs,
+                        progress=_show_progress(args))
+    with pd.option_context("display.width", 250, "display.max_columns", 60,
+                           "display.max_colwidth", 120, "display.float_format",
+                           "{:.3f}".format):
+        print(frame.set_index(["method", "seed"]).T.to_string())
+        if args.seeds > 1:
+            print(summarise(frame).set_index("method").T.to_string())
+    print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
     print(f"figure         {out_dir / 'compare.html'}")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Print a study's best (or given) cell in a format other tools read."""
+    """Print a study's best (or given) cell in a format other tools read; for a
+    two-objective study, every cell on its Pareto front, one per line (JSON: a list)."""
     import json
 
     from pipeline.spaces import DartsGenotype, parse_genotype
-    from pipeline.study import trial_cell
+    from pipeline.study import trial_cells
 
-    trial, cell = trial_cell(args.name, trial=args.trial, root=args.root, storage=args.storage)
-    genotype = parse_genotype(cell)
-    space = "darts" if isinstance(genotype, DartsGenotype) else "nb201"
+    found = trial_cells(args.name, trial=args.trial, root=args.root, storage=args.storage)
+    genotypes = [(trial, parse_genotype(cell)) for trial, cell in found]
+    space = "darts" if isinstance(genotypes[0][1], DartsGenotype) else "nb201"
     if args.format == "json":
-        data = {**genotype.to_json(), "study": args.name, "trial": trial.number,
-                "value": trial.value}
-        print(json.dumps(data, indent=2))
+        records = [{**genotype.to_json(), "study": args.name, "trial": trial.number,
+                    "values": trial.values,
+                    "eval_params_M": trial.user_attrs.get("eval_params_M")}
+                   for trial, genotype in genotypes]
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
     elif args.format in (None, space):
-        print(genotype.to_str())
+        for _, genotype in genotypes:
+            print(genotype.to_str())
     else:
         raise ConfigError(f"study {args.name!r} searched {space} cells; use --format {space} "
                           "or json")
@@ -196,8 +212,8 @@ def _retrain(genotype: NB201Genotype | DartsGenotype, args: argparse.Namespace) 
 def _genotype(spec: str, args: argparse.Namespace) -> NB201Genotype | DartsGenotype:
     """An NB201 cell string, a DARTS ``Genotype(...)`` literal, or ``STUDY[:TRIAL]`` for a
     study's best (or given) cell."""
-    from pipeline.spaces import DartsGenotype, NB201Genotype
-    from pipeline.study import trial_cell
+    from pipeline.spaces import DartsGenotype, NB201Genotype, parse_genotype
+    from pipeline.study import trial_cells
 
     if spec.lstrip().startswith("Genotype("):
         return DartsGenotype.parse(spec)
@@ -206,9 +222,9 @@ def _genotype(spec: str, args: argparse.Namespace) -> NB201Genotype | DartsGenot
     name, _, number = spec.partition(":")
     if number and not number.isdigit():
         raise ConfigError(f"--genotype {spec!r}: a trial number must follow the colon")
-    _, cell = trial_cell(name, trial=int(number) if number else None, root=args.root,
-                         storage=args.storage)
-    return NB201Genotype.parse(cell)
+    (_, cell), *_ = trial_cells(name, trial=int(number) if number else None, root=args.root,
+                                storage=args.storage)
+    return parse_genotype(cell)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -308,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "NAS-Bench-201 ground-truth CSV")
     compare.add_argument("--retrain-epochs", type=int, default=0,
                          help="also train each method's best cell from scratch this long")
+    compare.add_argument("--seeds", type=int, default=1, help="run each method with this "
+                         "many study seeds, from the file's seed up (default 1)")
     compare.add_argument("--device", default="auto")
     compare.add_argument("--out", default="reports", help="folder of reports")
     _add_storage_args(compare)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,76 +17,163 @@ from pipeline.config import StudyConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import load_table, lookup
 from pipeline.objective import epochs_used, trials_used
+from pipeline.report import best_trial, front_trials, page_html
 from pipeline.spaces import DartsGenotype, NB201Genotype, parse_genotype
 from pipeline.study import load_study, run_study
 from pipeline.train import TrainSettings, retrain
 
-METHODS = ("darts", "random", "cmaes")
+SUMMARY_COLUMNS = ("best_value", "best_cifar10_test", "best_cifar100_test",
+                   "best_imagenet16_test", "params_M", "skip_share", "pool_share",
+                   "none_share", "mean_cifar10_test", "retrain_test_acc", "front_size",
+                   "front_hypervolume", "front_mean_cifar10_test", "epochs", "trials")
 
 
-def method_config(config: StudyConfig, method: str) -> StudyConfig:
-    """The study for one method: its own name and sampler, and the shared epoch budget
-    (``outer.epoch_budget``, or by default what ``outer.n_trials`` unpruned trials cost)."""
+def methods(config: StudyConfig) -> tuple[str, ...]:
+    """Plain DARTS, random starts, and the global sampler: CMA-ES, or for a two-objective
+    study (which CMA-ES cannot run) the study file's own sampler."""
+    chosen = config.outer.sampler if config.search.multi_objective else "cmaes"
+    return tuple(dict.fromkeys(("darts", "random", chosen)))
+
+
+def method_config(config: StudyConfig, method: str, seed: int | None = None) -> StudyConfig:
+    """The study for one method and study seed (the file's by default): its own name
+    (``NAME-sSEED-METHOD``) and sampler, and the shared epoch budget (``outer.epoch_budget``,
+    or by default what ``outer.n_trials`` unpruned trials cost)."""
+    seed = config.seed if seed is None else seed
     epochs = config.outer.epoch_budget or config.outer.n_trials * config.search.epochs
     outer = dataclasses.replace(config.outer, sampler=method, epoch_budget=epochs,
                                 n_trials=epochs)  # the epochs bind first
-    return dataclasses.replace(config, name=f"{config.name}-{method}", outer=outer)
+    return dataclasses.replace(config, name=f"{config.name}-s{seed}-{method}", seed=seed,
+                               outer=outer)
 
 
-def method_row(method: str, trials: list[Any], table: pd.DataFrame | None) -> dict[str, Any]:
-    """One method's outcome: its best trial by its own objective, and the spread."""
+def method_row(method: str, seed: int, trials: list[Any],
+               table: pd.DataFrame | None) -> dict[str, Any]:
+    """One method's outcome for one study seed: its best trial by its own objective (never
+    by the table), and the spread over its trials."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    row: dict[str, Any] = {"method": method, "trials": trials_used(trials),
+    row: dict[str, Any] = {"method": method, "seed": seed, "trials": trials_used(trials),
                            "epochs": epochs_used(trials), "complete": len(complete)}
-    if not complete:
+    best = best_trial(trials)
+    if best is None:
         return row
-    best = max(complete, key=lambda t: t.value or 0.0)
-    values = [t.value or 0.0 for t in complete]
+    values = [t.values[0] for t in complete]
     attrs = best.user_attrs
-    row.update(best_trial=best.number, best_value=best.value, cell=attrs["cell"],
+    front = front_trials(trials)
+    row.update(best_trial=best.number, best_value=best.values[0], cell=attrs["cell"],
                params_M=attrs["eval_params_M"], skip_share=attrs["skip_share"],
                pool_share=attrs["pool_share"], none_share=attrs["none_share"],
                mean_value=statistics.fmean(values),
-               std_value=statistics.stdev(values) if len(values) > 1 else 0.0)
+               std_value=statistics.stdev(values) if len(values) > 1 else 0.0,
+               front_size=len(front), front_cells=" ; ".join(t.user_attrs["cell"]
+                                                             for t in front))
     if table is not None:
-        scores = [lookup(table, NB201Genotype.parse(t.user_attrs["cell"])).test_acc
-                  for t in complete]
-        best_score = lookup(table, NB201Genotype.parse(attrs["cell"])).test_acc
-        for dataset, accuracy in best_score.items():
+        def score(trial: Any) -> dict[str, float]:
+            return lookup(table, NB201Genotype.parse(trial.user_attrs["cell"])).test_acc
+
+        for dataset, accuracy in score(best).items():
             row[f"best_{dataset}_test"] = accuracy
-        cifar = [s["cifar10"] for s in scores]
+        cifar = [score(t)["cifar10"] for t in complete]
         row["mean_cifar10_test"] = statistics.fmean(cifar)
         row["std_cifar10_test"] = statistics.stdev(cifar) if len(cifar) > 1 else 0.0
+        row["front_mean_cifar10_test"] = statistics.fmean(score(t)["cifar10"] for t in front)
     return row
 
 
-def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
-                table_path: str | None = None, retrain_epochs: int = 0,
-                progress: bool = False) -> pd.DataFrame:
-    """Run (or resume) the study once per method; write ``compare.csv`` and ``compare.html``.
+def hypervolume(points: Sequence[tuple[float, float]], max_params: float) -> float:
+    """The area of (accuracy, parameters) space that a set of points dominates, from
+    accuracy 0 and parameters ``max_params``, divided by ``max_params``: the best accuracy
+    reachable within each parameter limit, averaged over limits up to ``max_params``.
+    Larger is better on both objectives at once."""
+    ordered = sorted((params, accuracy) for accuracy, params in points if params <= max_params)
+    if not ordered or max_params <= 0:
+        return 0.0
+    area, best = 0.0, 0.0
+    for (params, accuracy), (next_params, _) in zip(ordered, [*ordered[1:], (max_params, 0)],
+                                                    strict=True):
+        best = max(best, accuracy)
+        area += best * (next_params - params)
+    return area / max_params
 
-    With ``retrain_epochs``, each method's best cell is also trained from scratch on the
-    study's dataset for that many epochs (its space's protocol otherwise) and tested.
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: the mean and standard deviation over study seeds of each
+    seed's best-trial figures."""
+    columns = [c for c in SUMMARY_COLUMNS if c in frame]
+    grouped = frame.groupby("method", sort=False)[columns]
+    summary = grouped.mean().add_prefix("mean_").join(grouped.std(ddof=1).add_prefix("std_"))
+    summary.insert(0, "seeds", frame.groupby("method", sort=False).size())
+    return summary.reset_index()
+
+
+def cells_by_epoch(method: str, seed: int, trials: list[Any],
+                   table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table score of each complete trial's cell after every epoch of its search."""
+    rows = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        for epoch, cell in enumerate(trial.user_attrs.get("cell_history", []), start=1):
+            score = lookup(table, NB201Genotype.parse(cell))
+            rows.append({"method": method, "seed": seed, "trial": trial.number,
+                         "epoch": epoch, "cell": cell,
+                         "cifar10_test": score.test_acc["cifar10"],
+                         **NB201Genotype.parse(cell).op_shares()})
+    return rows
+
+
+def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
+                seeds: Sequence[int] | None = None, table_path: str | None = None,
+                retrain_epochs: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Run (or resume) the study once per method and study seed (the file's seed by
+    default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
+    method) and ``compare.html``. With a table, ``epochs.csv`` also scores every complete
+    trial's cell after each epoch.
+
+    With ``retrain_epochs``, each best cell is also trained from scratch on the study's
+    dataset for that many epochs (its space's protocol otherwise) and tested.
 
     Raises:
         TableError: the ground-truth table is unusable (checked before any search).
     """
     table = load_table(table_path) if table_path else None
-    rows = []
-    for method in METHODS:
-        method_study = method_config(config, method)
-        run_study(method_study, root=root, device=device, progress=progress)
-        trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)
-        row = method_row(method, trials, table)
-        if retrain_epochs and "cell" in row:
-            row["retrain_test_acc"] = _retrain(config, row["cell"], retrain_epochs, device,
-                                               out_dir / f"retrain-{method}" / "ckpt.pt",
-                                               progress)
-        rows.append(row)
+    rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
+    fronts: list[list[tuple[float, float]]] = []
+    largest = 0.0  # the largest cell any method found, the hypervolumes' reference
+    for seed in seeds if seeds is not None else [config.seed]:
+        for method in methods(config):
+            method_study = method_config(config, method, seed)
+            run_study(method_study, root=root, device=device, progress=progress)
+            trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)
+            row = method_row(method, seed, trials, table)
+            if retrain_epochs and "cell" in row:
+                checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
+                row["retrain_test_acc"] = _retrain(method_study, row["cell"], retrain_epochs,
+                                                   device, checkpoint, progress)
+            if table is not None and config.space.name == "nb201":
+                epoch_rows += cells_by_epoch(method, seed, trials, table)
+            rows.append(row)
+            fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
+                           for t in front_trials(trials)])
+            largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
+                                      if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
+    frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "compare.csv", index=False)
-    figures.compare_figure(frame).write_html(out_dir / "compare.html", include_plotlyjs=True)
+    summarise(frame).to_csv(out_dir / "summary.csv", index=False)
+    sections = [("Methods side by side", figures.compare_figure(frame))]
+    if epoch_rows:
+        epochs = pd.DataFrame(epoch_rows)
+        epochs.to_csv(out_dir / "epochs.csv", index=False)
+        sections.append(("The cells' table score after each epoch",
+                         figures.epoch_score_figure(epochs)))
+    settings = [("study", config.name), ("seeds", ", ".join(map(str, frame["seed"].unique()))),
+                ("epoch budget per method and seed", str(method_config(
+                    config, "darts").outer.epoch_budget))]
+    (out_dir / "compare.html").write_text(page_html(f"compare {config.name}", settings,
+                                                    sections), encoding="utf-8")
     return frame
 
 

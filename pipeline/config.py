@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,9 +14,10 @@ from typing import Any
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SPACES = ("nb201", "darts")
-SAMPLERS = ("cmaes", "darts", "random", "tpe")
+SAMPLERS = ("cmaes", "darts", "random", "tpe", "nsga2")
 PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete")
+SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -87,7 +89,7 @@ class SearchConfig:
     arch_beta1: float = 0.5
     arch_beta2: float = 0.999
     arch_weight_decay: float = 1e-3
-    objective: str = "supernet"
+    objective: str | tuple[str, ...] = "supernet"
     precision: str = "fp32"
     channels_last: bool = False
 
@@ -106,7 +108,32 @@ class SearchConfig:
         for name in ("arch_beta1", "arch_beta2"):
             value = getattr(self, name)
             _check(0 <= value < 1, f"search.{name}", "must be in [0, 1)", value)
-        _check_choice("search.objective", self.objective, OBJECTIVES)
+        objective = self.objective
+        if isinstance(objective, tuple) and len(objective) == 1:
+            objective = objective[0]
+            object.__setattr__(self, "objective", objective)  # ["discrete"] means "discrete"
+        if isinstance(objective, str):
+            _check_choice("search.objective", objective, OBJECTIVES)
+        else:
+            _check(len(objective) == 2 and objective[0] in OBJECTIVES
+                   and objective[1] in SECOND_OBJECTIVES, "search.objective",
+                   'must be "supernet", "discrete", or a pair such as ["supernet", "params"]',
+                   list(objective))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The study's objectives in order: an accuracy, and optionally ``params``."""
+        return (self.objective,) if isinstance(self.objective, str) else self.objective
+
+    @property
+    def accuracy_objective(self) -> str:
+        """Which accuracy the study maximises: ``supernet`` or ``discrete``."""
+        return self.objectives[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study also minimises the cell's parameters (a Pareto front)."""
+        return len(self.objectives) > 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +223,13 @@ class StudyConfig:
     def __post_init__(self) -> None:
         check_study_name(self.name)
         _check(self.seed >= 0, "seed", "must be >= 0", self.seed)
+        if self.search.multi_objective:
+            _check(self.outer.sampler != "cmaes", "outer.sampler",
+                   'cannot be "cmaes" with two objectives (CMA-ES optimises one); '
+                   'use "tpe" or "nsga2"', self.outer.sampler)
+            _check(self.outer.pruner == "none", "outer.pruner",
+                   'must be "none" with two objectives (Optuna cannot prune them)',
+                   self.outer.pruner)
 
 
 def check_study_name(name: str) -> None:
@@ -303,6 +337,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return float(value)
     elif hint is str:
         _check(isinstance(value, str), key, "must be a string", value)
+    elif isinstance(hint, types.UnionType):  # str | tuple[str, ...]
+        _check(isinstance(value, str) or (isinstance(value, list) and all(
+            isinstance(v, str) for v in value)), key, "must be a string or a list of strings",
+            value)
+        return value if isinstance(value, str) else tuple(value)
     elif typing.get_origin(hint) is tuple:
         _check(isinstance(value, list) and all(isinstance(v, str) for v in value), key,
                "must be a list of strings", value)

@@ -11,6 +11,8 @@ from plotly.subplots import make_subplots
 
 from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201Genotype, parse_genotype
 
+_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728",
                  "RUNNING": "#7f7f7f", "WAITING": "#bcbd22"}
 OP_COLOURS = {"none": "#bbbbbb", "skip_connect": "#d62728", "nor_conv_1x1": "#2ca02c",
@@ -220,17 +222,36 @@ def cell_svg(cell: str, width: int = 480) -> str:
 
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:
-    """Each method's best and mean value (and ground truth, if scored), side by side."""
+    """Each method's best and mean value (and ground truth, if scored), side by side: the
+    mean over study seeds, with their standard deviation as error bars."""
     figure = go.Figure()
-    columns = [("best_value", "best validation accuracy"),
-               ("mean_value", "mean validation accuracy"),
+    columns = [("best_value", "best validation objective"),
+               ("mean_value", "mean validation objective of the trials"),
                ("best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
                ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
                ("retrain_test_acc", "best cell retrained from scratch, test accuracy")]
+    grouped = frame.groupby("method", sort=False)
     for column, label in columns:
         if column in frame:
-            error = frame.get(column.replace("mean_", "std_")) if column.startswith(
-                "mean_") else None
-            figure.add_bar(x=frame["method"], y=frame[column], name=label,
-                           error_y=None if error is None else dict(array=error))
+            spread = grouped[column].std(ddof=1).fillna(0.0)
+            figure.add_bar(x=list(grouped.groups), y=grouped[column].mean(), name=label,
+                           error_y=dict(array=spread))
     return figure.update_layout(barmode="group", yaxis_title="accuracy (%)")
+
+
+def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
+    """The ground-truth score of the cell each search would return after each epoch: the
+    mean over a method's complete trials, with the skip/none share of those cells."""
+    means = epochs.groupby(["method", "epoch"], sort=False)[
+        ["cifar10_test", "skip_share", "none_share"]].mean().reset_index()
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        "CIFAR-10 test accuracy of the cell (table)", "share of skip_connect + none"))
+    for i, (method, rows) in enumerate(means.groupby("method", sort=False)):
+        colour = _PALETTE[i % len(_PALETTE)]
+        figure.add_scatter(x=rows["epoch"], y=rows["cifar10_test"], name=method,
+                           line=dict(color=colour), row=1, col=1)
+        figure.add_scatter(x=rows["epoch"], y=rows["skip_share"] + rows["none_share"],
+                           name=method, line=dict(color=colour), showlegend=False,
+                           row=1, col=2)
+    figure.update_xaxes(title_text="epoch")
+    return figure

@@ -125,8 +125,8 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
     settings.update(start.hyperparams)
     return DartsSearch(net, weight_batches=data.weight_batches, arch_batches=data.arch_batches,
                        seed=seed, epochs=s.epochs, order=s.order,
-                       cell_every_epoch=s.objective == "discrete", bf16=s.precision == "bf16",
-                       **settings)
+                       cell_every_epoch=s.accuracy_objective == "discrete",
+                       bf16=s.precision == "bf16", **settings)
 
 
 def trials_used(trials: Sequence[FrozenTrial]) -> int:
@@ -230,7 +230,7 @@ class Objective:
         self.device = device
         self.progress = progress
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         if is_surplus(trial, Budget.of(self.config)):
             trial.set_user_attr("fail_reason", SURPLUS)
             raise SurplusTrialError(SURPLUS)
@@ -249,10 +249,11 @@ class Objective:
         search = self._resume(self.start_space.decode(x), files, meta)
         trial.set_user_attr("resumed_from_epoch", search.epoch)
         for record in search.history:
-            trial.report(self._value(record), record.epoch)
+            self._report(trial, record)
         self._search(trial, search, files, meta)
-        self._record(trial, search, files)
-        return self._value(search.history[-1])
+        params_m = self._record(trial, search, files)
+        value = self._value(search.history[-1])
+        return (value, params_m) if self.config.search.multi_objective else value
 
     def _search(self, trial: optuna.Trial, search: DartsSearch, files: Path,
                 meta: dict[str, Any]) -> None:
@@ -298,19 +299,27 @@ class Objective:
         append_metrics(files / "metrics.jsonl", record.to_dict())
         bar.update(1)
         bar.set_postfix(valid=f"{record.valid_acc:.1f}%")
-        trial.report(self._value(record), record.epoch)
-        if trial.should_prune():
+        if self._report(trial, record) and trial.should_prune():
             self._record(trial, search, files)
             raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
+    def _report(self, trial: optuna.Trial, record: EpochRecord) -> bool:
+        """Report an epoch's value to the pruner; a two-objective study has none, since
+        Optuna cannot prune one. Returns whether it reported."""
+        if self.config.search.multi_objective:
+            return False
+        trial.report(self._value(record), record.epoch)
+        return True
+
     def _value(self, record: EpochRecord) -> float:
-        if self.config.search.objective == "discrete":
+        if self.config.search.accuracy_objective == "discrete":
             assert record.discrete_acc is not None
             return record.discrete_acc
         return record.valid_acc
 
-    def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path) -> None:
-        """Store the result as user attrs, and the dashboard's artifacts and note."""
+    def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path) -> float:
+        """Store the result as user attrs, and the dashboard's artifacts and note; returns
+        the cell's evaluation-network parameters in millions."""
         last = search.history[-1]
         genotype = parse_genotype(last.genotype)
         count = (darts_eval_params if isinstance(genotype, DartsGenotype)
@@ -324,6 +333,7 @@ class Objective:
             "eval_params_M": params / 1e6,
             "alpha_softmax": last.alpha_softmax,
             "epochs_run": search.epoch,
+            "cell_history": [r.genotype for r in search.history],
             "wall_time_s": sum(r.seconds for r in search.history),
             **genotype.op_shares(),
         }
@@ -331,4 +341,5 @@ class Objective:
             trial.set_user_attr(name, value)
         publish_trial(trial, [r.to_dict() for r in search.history], files, self.artifacts,
                       attrs, edges=self.start_space.edges, ops=self.start_space.ops)
+        return params / 1e6
 

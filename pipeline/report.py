@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,39 @@ CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train
                  "valid_loss", "genotype")
 
 
+def accuracy_of(trial: FrozenTrial) -> float | None:
+    """A trial's accuracy objective: its value, or its first value in a study that also
+    minimises parameters; None if it has no value (pruned, failed, running)."""
+    return trial.values[0] if trial.values else None
+
+
+def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The complete trial with the highest accuracy objective, the smaller cell among
+    equals (so it is on the Pareto front, too)."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    if not complete:
+        return None
+    return max(complete, key=lambda t: (t.values[0], -t.user_attrs.get("eval_params_M", 0.0)))
+
+
+def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Complete trials no other beats on both accuracy objective and cell parameters,
+    highest accuracy first."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values
+                and "eval_params_M" in t.user_attrs]
+    mask = pareto_mask([t.values[0] for t in complete],
+                       [t.user_attrs["eval_params_M"] for t in complete])
+    front = [t for t, on_front in zip(complete, mask, strict=True) if on_front]
+    return sorted(front, key=lambda t: -t.values[0])
+
+
 def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
     """One row per trial with its state, value and recorded attributes."""
     rows = []
     for trial in trials:
         attrs = trial.user_attrs
         row = {name: attrs.get(name) for name in TRIAL_COLUMNS}
-        row.update(number=trial.number, state=trial.state.name, value=trial.value)
+        row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial))
         if row["epochs_run"] is None and trial.intermediate_values:
             row["epochs_run"] = max(trial.intermediate_values)
         rows.append(row)
@@ -116,7 +143,7 @@ def movement_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
         start /= start.sum(axis=1, keepdims=True)
         moved = float(np.abs(end.to_numpy() - start).sum(axis=1).mean())
         rows.append({"number": trial.number, "state": trial.state.name,
-                     "value": trial.value, "moved": moved})
+                     "value": accuracy_of(trial), "moved": moved})
     return pd.DataFrame(rows, columns=["number", "state", "value", "moved"])
 
 
@@ -164,7 +191,7 @@ def write_report(study: optuna.Study, state_dir: Path, out_dir: Path) -> Path:
     if compared is not None:
         sections.append(("Methods side by side (globaldarts compare)",
                          figures.compare_figure(pd.read_csv(compared))))
-    page = _page(study.study_name, settings_rows(study, frame), sections)
+    page = page_html(study.study_name, settings_rows(study, frame), sections)
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -172,13 +199,12 @@ def write_report(study: optuna.Study, state_dir: Path, out_dir: Path) -> Path:
 
 def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.DataFrame,
               state_dir: Path) -> list[tuple[str, Any]]:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = best_trial(trials)
     sections: list[tuple[str, Any]] = [
         ("Optimisation history", figures.history_figure(history_frame(frame))),
         ("Learning curves", figures.curves_figure(curves_frame(trials, state_dir))),
     ]
-    if complete:
-        best = max(complete, key=lambda t: t.value or 0.0)
+    if best is not None:
         centre = next((t for t in trials if t.params and not any(t.params.values())), None)
         pairs = [(f"best trial {best.number}", best)]
         if centre is not None and centre.number != best.number:
@@ -201,7 +227,8 @@ def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.Data
 
 def _compare_csv(out_dir: Path, name: str) -> Path | None:
     """The compare table of this study, or of the comparison it is one method of."""
-    base = name.rsplit("-", 1)[0] if name.endswith(("-darts", "-random", "-cmaes")) else name
+    match = re.fullmatch(r"(.+?)-s\d+-(?:darts|random|cmaes)", name)
+    base = match.group(1) if match else name
     for path in (out_dir / "compare.csv", out_dir.parent / base / "compare.csv"):
         if path.exists():
             return path
@@ -213,12 +240,14 @@ def _importances(study: optuna.Study) -> dict[str, float]:
     if len(complete) < 3:
         return {}
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        # with two objectives, the accuracy's importance; a target is taken as minimised
+        target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
+        return dict(optuna.importance.get_param_importances(study, target=target))
     except (RuntimeError, ValueError):  # e.g. no parameter varied
         return {}
 
 
-def _page(name: str, settings: list[tuple[str, str]], sections: list[tuple[str, Any]]) -> str:
+def page_html(name: str, settings: list[tuple[str, str]], sections: list[tuple[str, Any]]) -> str:
     from plotly.offline import get_plotlyjs
 
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"

@@ -16,6 +16,7 @@ import optuna
 import sqlalchemy
 import torch
 from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
@@ -32,6 +33,7 @@ from pipeline.objective import (
     prepare_data,
     trials_used,
 )
+from pipeline.report import best_trial, front_trials
 from pipeline.start import StartSpace
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class StudySummary:
     finished: int
     budget: int
     best: FrozenTrial | None
+    front: list[FrozenTrial]
     epochs_spent: int
     epoch_budget: int
 
@@ -139,6 +142,8 @@ def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
             base_sampler=optuna.samplers.RandomSampler(seed=seed))
     if outer.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if outer.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=outer.popsize or 50)
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -166,7 +171,9 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
     if isinstance(storage, str):
         storage = make_storage(storage)
     study = optuna.create_study(
-        storage=storage, study_name=config.name, direction="maximize", load_if_exists=True,
+        storage=storage, study_name=config.name, load_if_exists=True,
+        directions=[StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
+            :len(config.search.objectives)],
         sampler=build_sampler(config, start_space, seed=config.seed),
         pruner=build_pruner(config))
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -179,7 +186,9 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
     if stored is None:
         study.set_user_attr("config", current)
         study.set_user_attr("versions", _versions())
-        study.set_metric_names([f"{config.search.objective} validation accuracy (%)"])
+        study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
+                                "evaluation-network parameters (M)"
+                                ][:len(config.search.objectives)])
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
@@ -248,9 +257,9 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
                 logger.warning("storage conflict with another worker, trying again: %s", error)
                 time.sleep(poll_s)
             bar.update(_spent(study, budget) - bar.n)
-            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if complete:
-                bar.set_postfix(best=f"{max(t.value or 0.0 for t in complete):.2f}%")
+            best = best_trial(study.get_trials(deepcopy=False))
+            if best is not None:
+                bar.set_postfix(best=f"{best.values[0]:.2f}%")
     try:
         publish_study(study)
     except optuna.exceptions.StorageInternalError as error:  # another worker is publishing
@@ -304,13 +313,13 @@ def _fail_stale_trials(study: optuna.Study) -> None:
 
 def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Budget
               ) -> StudySummary:
-    """Collect where a study stands: trials finished and the best complete one."""
+    """Collect where a study stands: trials finished, the best complete one and the
+    Pareto front of accuracy and cell parameters."""
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value or 0.0) if complete else None
     return StudySummary(name=study.study_name, storage=redact(storage_url),
                         state_dir=directory, finished=trials_used(trials),
-                        budget=budget.trials, best=best, epochs_spent=epochs_used(trials),
+                        budget=budget.trials, best=best_trial(trials),
+                        front=front_trials(trials), epochs_spent=epochs_used(trials),
                         epoch_budget=budget.epochs)
 
 
@@ -330,29 +339,32 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
         raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
 
 
-def trial_cell(name: str, *, trial: int | None = None, root: str | Path,
-               storage: str | None = None) -> tuple[FrozenTrial, str]:
-    """A study's best complete trial, or trial number ``trial``, with its cell string.
+def trial_cells(name: str, *, trial: int | None = None, root: str | Path,
+                storage: str | None = None) -> list[tuple[FrozenTrial, str]]:
+    """Trial number ``trial`` with its cell string; without a number, a study's best
+    complete trial, or in a two-objective study its whole Pareto front (the most accurate
+    first).
 
     Raises:
         StudyError: no such study or trial, or the trial found no cell.
     """
     study = load_study(name, root=root, storage=storage)
     trials = study.get_trials(deepcopy=False)
-    if trial is None:
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not complete:
-            raise StudyError(f"study {name!r} has no complete trial yet")
-        found = max(complete, key=lambda t: t.value or 0.0)
-    else:
-        matches = [t for t in trials if t.number == trial]
-        if not matches:
+    if trial is not None:
+        found = [t for t in trials if t.number == trial]
+        if not found:
             raise StudyError(f"study {name!r} has no trial {trial}")
-        found = matches[0]
-    if "cell" not in found.user_attrs:
-        raise StudyError(f"trial {found.number} of study {name!r} ended without a cell "
-                         f"({found.state.name.lower()})")
-    return found, str(found.user_attrs["cell"])
+    elif len(study.directions) > 1:
+        found = front_trials(trials)
+    else:
+        best = best_trial(trials)
+        found = [] if best is None else [best]
+    if not found:
+        raise StudyError(f"study {name!r} has no complete trial yet")
+    if "cell" not in found[0].user_attrs:
+        raise StudyError(f"trial {found[0].number} of study {name!r} ended without a cell "
+                         f"({found[0].state.name.lower()})")
+    return [(t, str(t.user_attrs["cell"])) for t in found]
 
 
 def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,

@@ -237,3 +237,38 @@ def test_dashboard_serves_the_study_and_its_artifacts(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_two_objective_study_exports_its_pareto_front(
+        study_file: Path, tmp_path: Path, sampler: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(study_file.parent)
+    code, out, err = _run(capsys, "search", str(study_file), "--root", root, "--n-trials", "4",
+                          "--set", "search.epochs=1", "--set", f"outer.sampler={sampler}",
+                          "--set", "search.objective=['supernet', 'params']",
+                          "--set", "outer.pruner=none", "--set", "outer.popsize=2")
+    assert code == 0, err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{root}/tiny/study.db")
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    for trial in complete:
+        assert trial.values == [trial.user_attrs["supernet_acc"],
+                                trial.user_attrs["eval_params_M"]]
+    front = [t for t in complete if not any(
+        o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values
+        for o in complete)]
+    assert f"pareto front   {len(front)} cells" in out
+    code, out, _ = _run(capsys, "export", "tiny", "--root", root)
+    assert code == 0
+    assert sorted(out.split()) == sorted(t.user_attrs["cell"] for t in front)
+    code, out, _ = _run(capsys, "export", "tiny", "--root", root, "--format", "json")
+    records = json.loads(out)
+    records = records if isinstance(records, list) else [records]
+    assert sorted(r["trial"] for r in records) == sorted(t.number for t in front)
+    assert all(len(r["values"]) == 2 for r in records)
+    reports = tmp_path / "reports"
+    code, _, err = _run(capsys, "report", "tiny", "--root", root, "--out", str(reports))
+    assert code == 0, err

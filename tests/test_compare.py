@@ -7,17 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.compare import METHODS, method_config, run_compare
+from pipeline.compare import hypervolume, method_config, methods, run_compare
 from pipeline.config import StudyConfig
 from pipeline.spaces import all_nb201_genotypes
 
 
 def test_method_config_shares_one_epoch_budget(tiny_config: StudyConfig) -> None:
-    configs = [method_config(tiny_config, method) for method in METHODS]
-    assert [c.name for c in configs] == ["tiny-darts", "tiny-random", "tiny-cmaes"]
+    configs = [method_config(tiny_config, method) for method in methods(tiny_config)]
+    assert [c.name for c in configs] == ["tiny-s3-darts", "tiny-s3-random", "tiny-s3-cmaes"]
     assert {c.outer.epoch_budget for c in configs} == {3 * 3}
-    assert [c.outer.sampler for c in configs] == list(METHODS)
+    assert [c.outer.sampler for c in configs] == ["darts", "random", "cmaes"]
     assert all(c.search == tiny_config.search for c in configs)
+    other = method_config(tiny_config, "cmaes", seed=7)
+    assert (other.name, other.seed) == ("tiny-s7-cmaes", 7)
 
 
 def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
@@ -31,9 +33,25 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     pd.DataFrame(rows, columns=["arch_str", "cifar10_test", "cifar100_test",
                                 "imagenet16_test"]).to_csv(table, index=False)
     frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
-                        device=torch.device("cpu"), table_path=str(table), retrain_epochs=1)
+                        device=torch.device("cpu"), seeds=[0, 1], table_path=str(table),
+                        retrain_epochs=1)
     assert frame["retrain_test_acc"].between(0, 100).all()
-    assert frame["method"].tolist() == list(METHODS)
+    assert list(zip(frame["method"], frame["seed"], strict=True)) == [(m, s) for s in (0, 1)
+                                                              for m in methods(config)]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["method"].tolist() == ["darts", "random", "cmaes"]
+    assert (summary["seeds"] == 2).all()
+    for method, rows in frame.groupby("method"):
+        mean = summary.set_index("method").loc[method, "mean_best_cifar10_test"]
+        assert mean == pytest.approx(rows["best_cifar10_test"].mean())
+    epochs = pd.read_csv(tmp_path / "out" / "epochs.csv")
+    assert set(epochs["epoch"]) == {1, 2}
+    written_table = pd.read_csv(table)
+    scores = dict(zip(written_table["arch_str"], written_table["cifar10_test"], strict=True))
+    assert all(scores[c] == s for c, s in zip(epochs["cell"], epochs["cifar10_test"],
+                                                         strict=True))
+    last = epochs[epochs["epoch"] == 2]
+    assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2
     assert all(budget - per_trial < e <= budget for e in frame["epochs"])
     assert frame["best_cifar10_test"].between(50, 90).all()
@@ -42,12 +60,12 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     from pipeline.report import write_report
     from pipeline.study import load_study
 
-    study = load_study("tiny-cmaes", root=tmp_path / "studies")
-    page = write_report(study, tmp_path / "studies" / "tiny-cmaes", tmp_path / "tiny-cmaes")
+    study = load_study("tiny-s0-cmaes", root=tmp_path / "studies")
+    page = write_report(study, tmp_path / "studies" / "tiny-s0-cmaes", tmp_path / "tiny-s0-cmaes")
     assert "Methods side by side" not in page.read_text()
     (tmp_path / "tiny").mkdir()
     (tmp_path / "out" / "compare.csv").rename(tmp_path / "tiny" / "compare.csv")
-    page = write_report(study, tmp_path / "studies" / "tiny-cmaes", tmp_path / "tiny-cmaes")
+    page = write_report(study, tmp_path / "studies" / "tiny-s0-cmaes", tmp_path / "tiny-s0-cmaes")
     assert "Methods side by side" in page.read_text()
     written = pd.read_csv(tmp_path / "tiny" / "compare.csv")
     assert {"best_value", "cell", "params_M", "skip_share", "mean_value", "std_value",
@@ -63,3 +81,29 @@ def test_a_bad_table_stops_compare_before_any_search(tiny_config: StudyConfig,
         run_compare(tiny_config, root=tmp_path / "studies", out_dir=tmp_path / "out",
                     device=torch.device("cpu"), table_path=str(tmp_path / "t.csv"))
     assert not (tmp_path / "studies").exists()
+
+
+def test_hypervolume_of_a_front() -> None:
+    assert hypervolume([(50.0, 0.5)], max_params=1.0) == pytest.approx(25.0)
+    # a dominated point adds nothing; a smaller, less accurate cell adds its own strip
+    assert hypervolume([(50.0, 0.5), (40.0, 0.6)], 1.0) == pytest.approx(25.0)
+    assert hypervolume([(50.0, 0.5), (40.0, 0.25)], 1.0) == pytest.approx(
+        40 * 0.25 + 50 * 0.5)
+    assert hypervolume([(90.0, 2.0)], 1.0) == 0.0  # beyond the reference
+    assert hypervolume([], 1.0) == 0.0
+
+
+def test_two_objective_compare_uses_the_study_sampler(tiny_config: StudyConfig,
+                                                      tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        tiny_config, search=dataclasses.replace(tiny_config.search, epochs=1,
+                                                objective=("supernet", "params")),
+        outer=dataclasses.replace(tiny_config.outer, sampler="nsga2", n_trials=2))
+    assert methods(config) == ("darts", "random", "nsga2")
+    frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                        device=torch.device("cpu"))
+    assert frame["method"].tolist() == ["darts", "random", "nsga2"]
+    assert (frame["front_size"] >= 1).all()
+    assert frame["front_hypervolume"].between(0, 100).all()
+    for cells, best in zip(frame["front_cells"], frame["cell"], strict=True):
+        assert best in cells.split(" ; ")  # the most accurate trial is on its front

@@ -43,6 +43,12 @@ def test_default_study_file_is_valid() -> None:
     assert c.name == "default" and c.data.dataset == "digits" and c.outer.n_trials >= 16
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "studies").glob("*.toml")),
+                         ids=lambda path: path.stem)
+def test_every_shipped_study_file_is_valid(path: Path) -> None:
+    assert load(path).name == path.stem
+
+
 @pytest.mark.parametrize("override, key", [
     ("no_such_key=1", "no_such_key"),
     ("search.no_such=1", "search.no_such"),
@@ -55,6 +61,9 @@ def test_default_study_file_is_valid() -> None:
     ("outer.sampler=grid", "outer.sampler"),
     ("outer.pruner=hyperband", "outer.pruner"),
     ("search.objective=test", "search.objective"),
+    ("search.objective=['supernet', 'latency']", "search.objective"),
+    ("search.objective=['params', 'supernet']", "search.objective"),
+    ("search.objective=3", "search.objective"),
     ("start.cosearch=['momentum']", "start.cosearch"),
     ("name=../escape", "name"),
     ("name=/abs", "name"),
@@ -141,3 +150,16 @@ def test_any_study_file_loads_or_gives_one_config_error(
         assert str(error) and "\n" not in str(error)
     else:
         assert from_dict(to_dict(config)) == config
+
+
+def test_two_objectives_need_a_sampler_and_pruner_that_support_them(study_file: Path) -> None:
+    pair = "search.objective=['discrete', 'params']"
+    with pytest.raises(ConfigError, match='outer.sampler cannot be "cmaes"'):
+        load(study_file, [pair, "outer.pruner=none"])
+    with pytest.raises(ConfigError, match="outer.pruner must be"):
+        load(study_file, [pair, "outer.sampler=nsga2", "outer.pruner=median"])
+    search = load(study_file, [pair, "outer.sampler=tpe", "outer.pruner=none"]).search
+    assert search.objectives == ("discrete", "params") and search.multi_objective
+    assert search.accuracy_objective == "discrete"
+    single = load(study_file, ["search.objective=['discrete']"]).search
+    assert single.objective == "discrete" and not single.multi_objective

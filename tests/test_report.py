@@ -16,7 +16,10 @@ from optuna.trial import TrialState, create_trial
 from pipeline import figures
 from pipeline.report import (
     TRIAL_COLUMNS,
+    accuracy_of,
+    best_trial,
     curves_frame,
+    front_trials,
     history_frame,
     movement_frame,
     pareto_frame,
@@ -163,3 +166,15 @@ def test_report_renders_in_a_real_browser(trials: list, tmp_path: Path) -> None:
     assert colours is not None and len(colours) > 50  # plots, not a blank page
     if os.environ.get("GLOBALDARTS_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["GLOBALDARTS_KEEP_SCREENSHOT"])
+
+
+def test_best_and_front_trials(trials: list) -> None:
+    assert best_trial(trials).number == 3
+    assert [t.number for t in front_trials(trials)] == [3, 4]  # 0 is beaten by 4
+    assert [accuracy_of(t) for t in trials] == [91.5, 60.0, None, 93.0, 92.0]
+    two = create_trial(state=TrialState.COMPLETE, values=[95.0, 0.2],
+                       user_attrs={"eval_params_M": 0.2})
+    two.number = 5
+    assert accuracy_of(two) == 95.0
+    assert [t.number for t in front_trials([*trials, two])] == [5]
+    assert best_trial([trials[1], trials[2]]) is None and front_trials([]) == []
