@@ -19,6 +19,7 @@ import torch
 from pipeline.config import StudyConfig
 from pipeline.darts import DartsSearch
 from pipeline.data import DeviceBatches, ImageSet
+from pipeline.population import Population, StackedSearch
 from pipeline.supernet import Supernet
 from pipeline.supernet_darts import DartsSupernet
 
@@ -40,6 +41,7 @@ class BenchRecord:
     peak_mem_mib: float
     torch_version: str
     trials_per_hour: float | None = None
+    member_iterations_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,37 +70,55 @@ def _peak_mib(device: torch.device) -> float:
 
 def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
                       device: str, warmup: int = 2, iterations: int = 10,
-                      space: str = "nb201") -> BenchRecord:
-    """Median wall time of one DARTS iteration of a supernet on random data.
+                      space: str = "nb201", population: int = 1) -> BenchRecord:
+    """Median wall time of one DARTS iteration of a supernet on random data; with
+    ``population`` K > 1, of one iteration of K first-order searches stacked into one
+    batched computation (``median_ms`` then covers all K).
 
     ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers)."""
     dev = torch.device(device)
-    torch.manual_seed(0)
-    net: Supernet | DartsSupernet
-    if space == "darts":
-        net = DartsSupernet(channels=channels, layers=cells_per_stage, num_classes=10,
-                            in_channels=3)
-    else:
-        net = Supernet(channels=channels, cells_per_stage=cells_per_stage, num_classes=10,
-                       in_channels=3)
-    net = net.to(dev)
     batches = _random_batches(2 * batch, batch, 10, dev)
-    search = DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=0,
-                         epochs=1, order=order)
+    searches = []
+    for k in range(population):
+        torch.manual_seed(k)
+        net: Supernet | DartsSupernet
+        if space == "darts":
+            net = DartsSupernet(channels=channels, layers=cells_per_stage, num_classes=10,
+                                in_channels=3)
+        else:
+            net = Supernet(channels=channels, cells_per_stage=cells_per_stage,
+                           num_classes=10, in_channels=3)
+        searches.append(DartsSearch(net.to(dev), weight_batches=batches, arch_batches=batches,
+                                    seed=k, epochs=1, order=order))
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
+    step: Callable[[], object]
+    if population == 1:
+        search = searches[0]
+
+        def step() -> None:
+            search.arch_step(x_w, y_w, x_a, y_a)
+            search.weight_step(x_w, y_w)
+    else:
+        stack = StackedSearch(Population(searches).members)
+        stacked = [t.expand(population, *t.shape) for t in (x_w, y_w, x_a, y_a)]
+
+        def step() -> None:
+            stack.arch_step(stacked[2], stacked[3])
+            stack.weight_step(stacked[0], stacked[1])
     times = []
     for i in range(warmup + iterations):
         _synchronize(dev)
         started = time.perf_counter()
-        search.arch_step(x_w, y_w, x_a, y_a)
-        search.weight_step(x_w, y_w)
+        step()
         _synchronize(dev)
         if i >= warmup:
             times.append(time.perf_counter() - started)
-    return BenchRecord(kind="iteration", space=space, order=order, batch=batch, population=1,
-                       channels=channels, cells_per_stage=cells_per_stage, device=str(dev),
-                       median_ms=1000 * statistics.median(times), peak_mem_mib=_peak_mib(dev),
-                       torch_version=torch.__version__)
+    median_ms = 1000 * statistics.median(times)
+    return BenchRecord(kind="iteration", space=space, order=order, batch=batch,
+                       population=population, channels=channels,
+                       cells_per_stage=cells_per_stage, device=str(dev), median_ms=median_ms,
+                       peak_mem_mib=_peak_mib(dev), torch_version=torch.__version__,
+                       member_iterations_per_s=1000 * population / median_ms)
 
 
 def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:

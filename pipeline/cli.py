@@ -252,24 +252,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     args.cells = args.cells or (8 if args.space == "darts" else 5)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
           f"median of {args.iterations} iterations after {args.warmup} warm-up")
+    if any(k < 1 for k in args.population) or (max(args.population) > 1 and 2 in args.order):
+        raise ConfigError("--population takes sizes >= 1; above 1 it needs --order 1 "
+                          "(populations run first-order DARTS)")
     records = [
         in_fresh_process(measure_iteration, channels=args.channels,
                          cells_per_stage=args.cells, batch=args.batch, order=order,
                          device=device, warmup=args.warmup, iterations=args.iterations,
-                         space=args.space)
-        for order in args.order
+                         space=args.space, population=population)
+        for order in args.order for population in args.population
     ]
     if args.study:
         records.append(in_fresh_process(measure_epoch, config=load(args.study), device=device))
     if args.outer_dims:
         records.append(in_fresh_process(measure_outer, dims=args.outer_dims,
                                         trials=args.outer_trials, epochs=args.outer_epochs))
-    print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} "
-          f"{'median ms':>10} {'peak MiB':>9} {'trials/h':>9}")
+    print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} {'K':>3} "
+          f"{'median ms':>10} {'peak MiB':>9} {'iter/s':>7} {'trials/h':>9}")
     for r in records:
         per_hour = f"{r.trials_per_hour:9.1f}" if r.trials_per_hour else f"{'':9}"
+        per_s = (f"{r.member_iterations_per_s:7.2f}" if r.member_iterations_per_s
+                 else f"{'':7}")
         print(f"{r.kind:10} {r.space:6} {r.order:5d} {r.batch:5d} {r.channels:3d} "
-              f"{r.cells_per_stage:3d} {r.median_ms:10.1f} {r.peak_mem_mib:9.0f} {per_hour}")
+              f"{r.cells_per_stage:3d} {r.population:3d} {r.median_ms:10.1f} "
+              f"{r.peak_mem_mib:9.0f} {per_s} {per_hour}")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
     return EXIT_OK
@@ -372,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--space", choices=["nb201", "darts"], default="nb201")
     bench.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2])
     bench.add_argument("--batch", type=int, default=64)
+    bench.add_argument("--population", type=int, nargs="+", default=[1], metavar="K",
+                       help="also time K first-order searches stacked into one batched "
+                       "computation (e.g. --order 1 --population 1 2 4 8 16)")
     bench.add_argument("--channels", type=int, default=16)
     bench.add_argument("--cells", type=int, help="NB201: cells per stage (default 5); "
                                                  "DARTS: cells in all (default 8)")

@@ -127,6 +127,16 @@ class DartsSearch:
             if x_a is not None and y_a is not None:
                 self.arch_step(x_w, y_w, x_a, y_a)
             totals += self.weight_step(x_w, y_w)
+        return self.finish_epoch(totals, weight_lr, started)
+
+    def finish_epoch(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
+        """Close an epoch whose steps are done: advance the schedule, measure, record.
+
+        Args:
+            totals: (loss sum, correct) over the epoch's weight steps, on the device.
+            weight_lr: the learning rate the epoch's weight steps used.
+            started: ``time.perf_counter()`` when the epoch began.
+        """
         self.scheduler.step()
         self.epoch += 1
         record = self._measure(totals, weight_lr, started)

@@ -20,6 +20,15 @@ def test_iteration_record(order: int) -> None:
     assert FIELDS <= set(record.to_dict())
 
 
+@pytest.mark.parametrize("space, cells", [("nb201", 1), ("darts", 3)])
+def test_population_iteration_record(space: str, cells: int) -> None:
+    record = measure_iteration(channels=4, cells_per_stage=cells, batch=4, order=1,
+                               device="cpu", warmup=0, iterations=1, space=space,
+                               population=3)
+    assert record.population == 3 and record.member_iterations_per_s == pytest.approx(
+        3000 / record.median_ms)
+
+
 def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
     record = measure_epoch(tiny_config, device="cpu")
     assert record.kind == "epoch" and record.trials_per_hour is not None
@@ -42,8 +51,10 @@ def test_bench_command_writes_json_from_a_fresh_process(
     out = tmp_path / "bench.json"
     code = cli.main(["bench", "--order", "1", "--channels", "4", "--cells", "1",
                      "--batch", "8", "--iterations", "2", "--warmup", "1", "--device", "cpu",
-                     "--json", str(out)])
+                     "--population", "1", "2", "--json", str(out)])
     assert code == 0
-    [record] = json.loads(out.read_text())
-    assert FIELDS <= set(record) and record["device"] == "cpu"
+    records = json.loads(out.read_text())
+    assert [r["population"] for r in records] == [1, 2]
+    assert all(FIELDS <= set(r) and r["device"] == "cpu" for r in records)
     assert "median ms" in capsys.readouterr().out
+    assert cli.main(["bench", "--order", "2", "--population", "2"]) == 2

@@ -10,10 +10,11 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data", "darts",
+          "population",
           "start", "checkpoint", "train", "evaluate", "figures", "report", "dashboard",
           "objective", "bench", "study", "compare", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
-             "darts", "start", "checkpoint", "train", "evaluate", "figures"}
+             "darts", "population", "start", "checkpoint", "train", "evaluate", "figures"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
 
 
