@@ -54,9 +54,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         torch.use_deterministic_algorithms(True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.population < 1 or (args.population > 1 and config.search.order != 1):
+        raise ConfigError("--population must be >= 1, and above 1 needs search.order = 1 "
+                          "(populations run first-order DARTS)")
     summary = run_study(config, root=args.root, storage=args.storage,
                         device=device, force=args.force,
-                        progress=_show_progress(args))
+                        progress=_show_progress(args), population=args.population)
     best = summary.best
     if best is None:
         print(f"no trial of study {summary.name} has completed yet")
@@ -308,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a study field, e.g. search.epochs=2 (repeatable)")
     search.add_argument("--n-trials", type=int, help="the study's total trial budget")
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    search.add_argument("--population", type=int, default=1, metavar="K",
+                        help="run K trials at a time as one batched population on the "
+                        "device (first-order DARTS; default 1)")
     search.add_argument("--deterministic", action="store_true",
                         help="use only deterministic kernels")
     search.add_argument("--force", action="store_true",

@@ -49,6 +49,17 @@ class SurplusTrialError(RuntimeError):
     """A trial asked for while other workers were completing the budget."""
 
 
+def failure_reason(error: BaseException) -> str:
+    """The ``fail_reason`` recorded for a trial that ``error`` ended."""
+    if isinstance(error, DivergedError):
+        return f"diverged: {error}"
+    if isinstance(error, torch.OutOfMemoryError):
+        return f"out of memory: {str(error).splitlines()[0]}"
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    return f"{type(error).__name__}: {error}"
+
+
 # Failures that end one trial, with the reason recorded, and let the study go on.
 TRIAL_FAILURES = (DivergedError, torch.OutOfMemoryError, SurplusTrialError)
 
@@ -127,6 +138,16 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
                        seed=seed, epochs=s.epochs, order=s.order,
                        cell_every_epoch=s.accuracy_objective == "discrete",
                        bf16=s.precision == "bf16", **settings)
+
+
+@dataclass(slots=True)
+class TrialRun:
+    """A trial whose search is set up: fresh, or resumed from its checkpoint."""
+
+    trial: optuna.Trial
+    search: DartsSearch
+    files: Path
+    meta: dict[str, Any]
 
 
 def trials_used(trials: Sequence[FrozenTrial]) -> int:
@@ -231,6 +252,32 @@ class Objective:
         self.progress = progress
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        run = self.begin(trial)
+        search = run.search
+        bar = tqdm(total=search.epochs, initial=search.epoch, desc=f"trial {trial.number}",
+                   leave=False, disable=not self.progress, unit="epoch")
+
+        def after_epoch(record: EpochRecord) -> None:
+            bar.update(1)
+            bar.set_postfix(valid=f"{record.valid_acc:.1f}%")
+            self.after_epoch(run, record)
+
+        try:
+            search.run(after_epoch)
+        except (DivergedError, torch.OutOfMemoryError, KeyboardInterrupt) as error:
+            trial.set_user_attr("fail_reason", failure_reason(error))
+            raise
+        finally:
+            bar.close()
+        return self.end(run)
+
+    def begin(self, trial: optuna.Trial) -> TrialRun:
+        """Set a trial up: its seed and start point, and its search, fresh or resumed from
+        its checkpoint (the epochs it already ran are reported again).
+
+        Raises:
+            SurplusTrialError: other workers have taken the budget.
+        """
         if is_surplus(trial, Budget.of(self.config)):
             trial.set_user_attr("fail_reason", SURPLUS)
             raise SurplusTrialError(SURPLUS)
@@ -250,29 +297,26 @@ class Objective:
         trial.set_user_attr("resumed_from_epoch", search.epoch)
         for record in search.history:
             self._report(trial, record)
-        self._search(trial, search, files, meta)
-        params_m = self._record(trial, search, files)
-        value = self._value(search.history[-1])
-        return (value, params_m) if self.config.search.multi_objective else value
+        return TrialRun(trial=trial, search=search, files=files, meta=meta)
 
-    def _search(self, trial: optuna.Trial, search: DartsSearch, files: Path,
-                meta: dict[str, Any]) -> None:
-        """Run the search to its end, recording why if it fails."""
-        bar = tqdm(total=search.epochs, initial=search.epoch, desc=f"trial {trial.number}",
-                   leave=False, disable=not self.progress, unit="epoch")
-        try:
-            search.run(lambda record: self._after_epoch(trial, search, record, files, meta, bar))
-        except DivergedError as error:
-            trial.set_user_attr("fail_reason", f"diverged: {error}")
-            raise
-        except torch.OutOfMemoryError as error:
-            trial.set_user_attr("fail_reason", f"out of memory: {str(error).splitlines()[0]}")
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", INTERRUPTED)
-            raise
-        finally:
-            bar.close()
+    def after_epoch(self, run: TrialRun, record: EpochRecord) -> None:
+        """Checkpoint a finished epoch and report it.
+
+        Raises:
+            optuna.TrialPruned: the pruner stopped the trial (its result is recorded).
+        """
+        save_checkpoint(run.files / "ckpt.pt", run.search.state_dict(), meta=run.meta)
+        append_metrics(run.files / "metrics.jsonl", record.to_dict())
+        if self._report(run.trial, record) and run.trial.should_prune():
+            self._record(run.trial, run.search, run.files)
+            raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+
+    def end(self, run: TrialRun) -> float | tuple[float, float]:
+        """Record a finished search; its value, or (value, parameters) with two
+        objectives."""
+        params_m = self._record(run.trial, run.search, run.files)
+        value = self._value(run.search.history[-1])
+        return (value, params_m) if self.config.search.multi_objective else value
 
     def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]) -> DartsSearch:
         """The trial's search, from its checkpoint if it has a usable one."""
@@ -292,16 +336,6 @@ class Objective:
             logger.info("trial %s resumes after epoch %d", files.name, search.epoch)
         write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
         return search
-
-    def _after_epoch(self, trial: optuna.Trial, search: DartsSearch, record: EpochRecord,
-                     files: Path, meta: dict[str, Any], bar: Any) -> None:
-        save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta)
-        append_metrics(files / "metrics.jsonl", record.to_dict())
-        bar.update(1)
-        bar.set_postfix(valid=f"{record.valid_acc:.1f}%")
-        if self._report(trial, record) and trial.should_prune():
-            self._record(trial, search, files)
-            raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
     def _report(self, trial: optuna.Trial, record: EpochRecord) -> bool:
         """Report an epoch's value to the pruner; a two-objective study has none, since

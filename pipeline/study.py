@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -21,18 +22,23 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from pipeline.config import StudyConfig, check_study_name, diff, to_dict, without_budget
+from pipeline.darts import DivergedError
 from pipeline.dashboard import publish_study, serve
 from pipeline.objective import (
     INTERRUPTED,
     TRIAL_FAILURES,
     Budget,
     Objective,
+    SurplusTrialError,
+    TrialRun,
     build_start_space,
     epochs_used,
+    failure_reason,
     original_number,
     prepare_data,
     trials_used,
 )
+from pipeline.population import Population, PopulationError
 from pipeline.report import best_trial, front_trials
 from pipeline.start import StartSpace
 
@@ -220,9 +226,19 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 
 
 def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
-              device: torch.device, force: bool = False, progress: bool = False
-              ) -> StudySummary:
-    """Run or resume a study until ``outer.n_trials`` trials count against its budget."""
+              device: torch.device, force: bool = False, progress: bool = False,
+              population: int = 1) -> StudySummary:
+    """Run or resume a study until ``outer.n_trials`` trials count against its budget.
+
+    With ``population`` K > 1, trials are asked K at a time and their searches run as
+    one batched population (first-order DARTS only).
+
+    Raises:
+        PopulationError: a population was asked of a second-order search.
+    """
+    if population > 1 and config.search.order != 1:
+        raise PopulationError("population batching runs first-order DARTS only "
+                              "(search.order = 1)")
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     data = prepare_data(config, device)  # before the storage, which may create files
@@ -247,8 +263,11 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         conflicts = 0
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
             try:
-                study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
-                               gc_after_trial=False)
+                if population > 1:
+                    run_generation(study, objective, population)
+                else:
+                    study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
+                                   gc_after_trial=False)
                 conflicts = 0
             except optuna.exceptions.StorageInternalError as error:
                 conflicts += 1  # workers writing at once; SQLite refuses one of them
@@ -265,6 +284,80 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     except optuna.exceptions.StorageInternalError as error:  # another worker is publishing
         logger.warning("the study's graphs were not stored this time: %s", error)
     return summarize(study, storage_url, directory, budget)
+
+
+def run_generation(study: optuna.Study, objective: Objective, size: int) -> None:
+    """Ask up to ``size`` trials (as many as the budget has room for) and run their
+    searches as batched populations, one per starting epoch (a resumed trial runs with
+    the trials resumed at the same epoch). Every trial is told its outcome; on an
+    interruption the unfinished ones are failed as interrupted, so they resume later.
+
+    Until a trial has completed, one trial runs at a time: CMA-ES learns the search
+    space from a complete trial and would sample the others at random. Trials asked
+    this way carry no heartbeat, so a killed worker's trials stay RUNNING.
+    """
+    budget = Budget.of(objective.config)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        size = 1
+    runs: list[TrialRun] = []
+    try:
+        for _ in range(size):
+            trials = study.get_trials(deepcopy=False)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if runs and not budget.has_room(trials, running):
+                break
+            with warnings.catch_warnings():  # heartbeats belong to study.optimize
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            try:
+                runs.append(objective.begin(trial))
+            except SurplusTrialError:
+                study.tell(trial, state=TrialState.FAIL)
+                break
+        for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
+                                          key=lambda r: r.search.epoch):
+            _run_population(study, objective, list(group))
+    except KeyboardInterrupt:
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        for run in runs:
+            if states[run.trial.number] == TrialState.RUNNING:
+                run.trial.set_user_attr("fail_reason", INTERRUPTED)
+                study.tell(run.trial, state=TrialState.FAIL)
+        raise
+
+
+def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialRun]) -> None:
+    """Run searches at one epoch side by side; tell each trial how it ended."""
+    population = Population([run.search for run in runs])
+    by_search = {id(run.search): run for run in runs}
+
+    def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
+        if reason is not None:
+            run.trial.set_user_attr("fail_reason", reason)
+        study.tell(run.trial, state=state)
+        population.drop(run.search)
+
+    while not population.finished:
+        members = list(population.members)
+        try:
+            results = population.run_epoch()
+        except torch.OutOfMemoryError as error:
+            for member in members:
+                end(by_search[id(member)], TrialState.FAIL, failure_reason(error))
+            return
+        for member, result in zip(members, results, strict=True):
+            run = by_search[id(member)]
+            if isinstance(result, DivergedError):
+                end(run, TrialState.FAIL, failure_reason(result))
+                continue
+            try:
+                objective.after_epoch(run, result)
+            except optuna.TrialPruned:
+                end(run, TrialState.PRUNED)
+    for member in list(population.members):
+        run = by_search[id(member)]
+        value = objective.end(run)
+        study.tell(run.trial, values=list(value) if isinstance(value, tuple) else value)
 
 
 def budget_used(study: optuna.Study) -> int:

@@ -272,3 +272,14 @@ def test_two_objective_study_exports_its_pareto_front(
     reports = tmp_path / "reports"
     code, _, err = _run(capsys, "report", "tiny", "--root", root, "--out", str(reports))
     assert code == 0, err
+
+
+def test_search_with_a_population(study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(study_file.parent)
+    code, out, err = _run(capsys, "search", str(study_file), "--root", root, "--n-trials", "3",
+                          "--set", "search.epochs=1", "--population", "2")
+    assert code == 0, err
+    assert "3 of 3 finished" in out
+    code, _, err = _run(capsys, "search", str(study_file), "--root", root, "--population", "2",
+                        "--set", "search.order=2")
+    assert code == 2 and "first-order" in err and len(err.strip().splitlines()) == 1

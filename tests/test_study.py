@@ -228,3 +228,74 @@ def test_storage_conflicts_between_workers_are_retried(
                                        "grace_period": 2}, search={"epochs": 1})
     summary = run_study(config, root=tmp_path, device=CPU)
     assert summary.finished == 2 and calls["stale"] > 1 and calls["optimize"] == 3
+
+
+def test_a_population_study_equals_the_same_study_run_one_trial_at_a_time(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    """Plain DARTS trials (their own seeds and initial weights) search the same start
+    either way; each trial then ends where its lone search ends."""
+    config = _with(tiny_config, outer={"sampler": "darts", "n_trials": 4})
+    torch.use_deterministic_algorithms(True)
+    try:
+        run_study(config, root=tmp_path / "alone", device=CPU)
+        summary = run_study(config, root=tmp_path / "together", device=CPU, population=3)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    alone = load_study("tiny", root=tmp_path / "alone").get_trials()
+    together = load_study("tiny", root=tmp_path / "together").get_trials()
+    assert summary.finished == 4 and [t.state for t in together] == [TrialState.COMPLETE] * 4
+    # the first trial runs alone (nothing has completed yet), the next three together
+    assert len({t.user_attrs["init_seed"] for t in together}) == 4
+    for lone, member in zip(alone, together, strict=True):
+        assert member.params == lone.params
+        assert member.user_attrs["cell"] == lone.user_attrs["cell"]
+        assert member.value == pytest.approx(lone.value, abs=0.5)
+        assert member.intermediate_values.keys() == lone.intermediate_values.keys()
+    metrics = _metrics(tmp_path / "together", "tiny", "00002")
+    assert [row["epoch"] for row in metrics] == [1, 2, 3]
+    for ours, theirs in zip(metrics, _metrics(tmp_path / "alone", "tiny", "00002"),
+                            strict=True):
+        assert ours["genotype"] == theirs["genotype"]
+        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-3)
+        torch.testing.assert_close(torch.tensor(ours["alpha_softmax"]),
+                                   torch.tensor(theirs["alpha_softmax"]), rtol=0, atol=1e-4)
+
+
+def test_a_population_prunes_members_and_keeps_to_the_budget(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda trial: trial.number == 2)
+    config = _with(tiny_config, outer={"n_trials": 5, "pruner": "median"})
+    summary = run_study(config, root=tmp_path, device=CPU, population=4)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert summary.finished == 5 == len(trials)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] + [
+        TrialState.COMPLETE] * 2
+    assert [t.user_attrs["epochs_run"] for t in trials] == [3, 3, 1, 3, 3]
+    assert trials[2].value is not None  # its last report, as study.optimize records it
+
+
+def test_an_interrupted_population_resumes_its_trials(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.objective import Objective
+
+    config = _with(tiny_config, outer={"n_trials": 3})
+    after_epoch = Objective.after_epoch
+
+    def interrupt_once(self: Objective, run: object, record: object) -> None:
+        after_epoch(self, run, record)  # type: ignore[arg-type]
+        if run.trial.number == 2 and record.epoch == 2:  # type: ignore[attr-defined]
+            monkeypatch.setattr(Objective, "after_epoch", after_epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Objective, "after_epoch", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, root=tmp_path, device=CPU, population=2)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert {t.user_attrs["fail_reason"] for t in trials[1:]} == {"interrupted"}
+    summary = run_study(config, root=tmp_path, device=CPU, population=2)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert summary.finished == 3
+    retries = [t for t in trials if t.state == TrialState.COMPLETE and t.number > 2]
+    assert sorted(t.user_attrs["original_number"] for t in retries) == [1, 2]
+    assert {t.user_attrs["resumed_from_epoch"] for t in retries} == {2}
