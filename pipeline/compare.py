@@ -127,8 +127,8 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
                 retrain_epochs: int = 0, progress: bool = False) -> pd.DataFrame:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
-    method) and ``compare.html``. With a table, ``epochs.csv`` also scores every complete
-    trial's cell after each epoch.
+    method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
+    ``epochs.csv`` also scores every complete trial's cell after each epoch.
 
     With ``retrain_epochs``, each best cell is also trained from scratch on the study's
     dataset for that many epochs (its space's protocol otherwise) and tested.
@@ -160,21 +160,75 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
                                       if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
+    _write(config, frame, pd.DataFrame(epoch_rows), out_dir)
+    return frame
+
+
+def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
+           out_dir: Path) -> None:
+    """The comparison's tables (CSV and markdown) and its page of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(frame)
     frame.to_csv(out_dir / "compare.csv", index=False)
-    summarise(frame).to_csv(out_dir / "summary.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
     sections = [("Methods side by side", figures.compare_figure(frame))]
-    if epoch_rows:
-        epochs = pd.DataFrame(epoch_rows)
+    if not epochs.empty:
         epochs.to_csv(out_dir / "epochs.csv", index=False)
         sections.append(("The cells' table score after each epoch",
                          figures.epoch_score_figure(epochs)))
-    settings = [("study", config.name), ("seeds", ", ".join(map(str, frame["seed"].unique()))),
-                ("epoch budget per method and seed", str(method_config(
-                    config, "darts").outer.epoch_budget))]
+    budget = method_config(config, "darts").outer.epoch_budget
+    seeds = ", ".join(map(str, frame["seed"].unique()))
+    settings = [("study", config.name), ("seeds", seeds),
+                ("epoch budget per method and seed", str(budget))]
     (out_dir / "compare.html").write_text(page_html(f"compare {config.name}", settings,
                                                     sections), encoding="utf-8")
-    return frame
+    (out_dir / "compare.md").write_text(
+        f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
+        + markdown_tables(frame, summary, epochs), encoding="utf-8")
+
+
+def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame) -> str:
+    """The comparison as markdown: a row per method and seed, the mean and spread over
+    seeds, and (with a table) the cells' mean table score after each epoch."""
+    per_seed = [("method", "method", "{}"), ("seed", "seed", "{}"),
+                ("best_value", "objective", "{:.2f}"), ("cell", "cell", "{}"),
+                ("params_M", "params (M)", "{:.3f}"), ("skip_share", "skip", "{:.2f}"),
+                ("pool_share", "pool", "{:.2f}"), ("none_share", "none", "{:.2f}"),
+                ("best_cifar10_test", "CIFAR-10", "{:.2f}"),
+                ("best_cifar100_test", "CIFAR-100", "{:.2f}"),
+                ("best_imagenet16_test", "ImageNet16", "{:.2f}"),
+                ("mean_cifar10_test", "CIFAR-10, all its cells", "{:.2f}"),
+                ("trials", "trials", "{}"), ("epochs", "epochs", "{}")]
+    text = "Best trial of each method and seed (by its own validation objective), scored " \
+        "by the table:\n\n" + _markdown(frame, per_seed)
+    spread = [("method", "method", "{}"), ("seeds", "seeds", "{}")] + [
+        (f"{stat}_{column}", f"{label} {stat}", "{:.2f}" if column != "params_M" else "{:.3f}")
+        for column, label in (("best_value", "objective"), ("best_cifar10_test", "CIFAR-10"),
+                              ("best_cifar100_test", "CIFAR-100"),
+                              ("best_imagenet16_test", "ImageNet16"),
+                              ("params_M", "params (M)"), ("skip_share", "skip"),
+                              ("none_share", "none"))
+        for stat in ("mean", "std")]
+    text += "\nMean and standard deviation over seeds:\n\n" + _markdown(summary, spread)
+    if not epochs.empty:
+        curve = epochs.groupby(["method", "epoch"], sort=False)["cifar10_test"].mean().unstack()
+        curve = curve.reset_index().rename(columns=lambda c: f"epoch {c}" if c != "method"
+                                           else c)
+        columns = [("method", "method", "{}")] + [(c, c, "{:.2f}") for c in curve.columns[1:]]
+        text += ("\nCIFAR-10 table score of the cell a search would return after each epoch "
+                 "(mean over complete trials and seeds):\n\n" + _markdown(curve, columns))
+    return text
+
+
+def _markdown(frame: pd.DataFrame, columns: list[tuple[str, str, str]]) -> str:
+    present = [(key, label, fmt) for key, label, fmt in columns if key in frame]
+    lines = ["| " + " | ".join(label for _, label, _ in present) + " |",
+             "|" + " --- |" * len(present)]
+    for _, row in frame.iterrows():
+        cells = ("" if pd.isna(row[key]) else fmt.format(row[key]).replace("|", "\\|")
+                 for key, _, fmt in present)  # NB201 cells are full of pipes
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _retrain(config: StudyConfig, cell: str, epochs: int, device: torch.device,

@@ -50,6 +50,11 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     scores = dict(zip(written_table["arch_str"], written_table["cifar10_test"], strict=True))
     assert all(scores[c] == s for c, s in zip(epochs["cell"], epochs["cifar10_test"],
                                                          strict=True))
+    markdown = (tmp_path / "out" / "compare.md").read_text()
+    assert markdown.count("| darts | 0 |") == 1 and markdown.count("| cmaes | 1 |") == 1
+    assert "| \\|" in markdown  # the cells' pipes are escaped
+    assert "| method | seeds | objective mean |" in markdown
+    assert "| epoch 1 | epoch 2 |" in markdown
     last = epochs[epochs["epoch"] == 2]
     assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2
