@@ -127,7 +127,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds must be >= 1 and --retrain-epochs >= 0")
     seeds = range(config.seed, config.seed + args.seeds)
     frame = run_compare(config, root=args.root, out_dir=out_dir,
-                        device=_pick_device(args.device), seeds=seeds,
+                        device=_pick_device(args.device), seeds=seeds, only=args.methods,
                         table_path=args.nb201_table, retrain_epochs=args.retrain_epochs,
                         progress=_show_progress(args))
     with pd.option_context("display.width", 250, "display.max_columns", 60,
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also train each method's best cell from scratch this long")
     compare.add_argument("--seeds", type=int, default=1, help="run each method with this "
                          "many study seeds, from the file's seed up (default 1)")
+    compare.add_argument("--methods", nargs="+", metavar="METHOD",
+                         help="run only these of darts, random and cmaes (or the study's "
+                         "sampler in a two-objective comparison)")
     compare.add_argument("--device", default="auto")
     compare.add_argument("--out", default="reports", help="folder of reports")
     _add_storage_args(compare)

@@ -13,7 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from pipeline import figures
-from pipeline.config import StudyConfig
+from pipeline.config import ConfigError, StudyConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import load_table, lookup
 from pipeline.objective import epochs_used, trials_used
@@ -123,26 +123,35 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
 
 
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
-                seeds: Sequence[int] | None = None, table_path: str | None = None,
-                retrain_epochs: int = 0, progress: bool = False) -> pd.DataFrame:
+                seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
+                table_path: str | None = None, retrain_epochs: int = 0,
+                progress: bool = False) -> pd.DataFrame:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
     method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
     ``epochs.csv`` also scores every complete trial's cell after each epoch.
 
-    With ``retrain_epochs``, each best cell is also trained from scratch on the study's
-    dataset for that many epochs (its space's protocol otherwise) and tested.
+    ``only`` restricts the comparison to some of the methods. With ``retrain_epochs``, each
+    best cell is also trained from scratch on the study's dataset for that many epochs
+    (its space's protocol otherwise) and tested.
 
     Raises:
         TableError: the ground-truth table is unusable (checked before any search).
+        ConfigError: ``only`` names a method this comparison does not run.
     """
+    chosen = methods(config)
+    unknown = sorted(set(only or ()) - set(chosen))
+    if unknown:
+        raise ConfigError(f"--methods {unknown[0]!r}: this comparison runs "
+                          f"{', '.join(chosen)}")
+    chosen = tuple(m for m in chosen if only is None or m in only)
     table = load_table(table_path) if table_path else None
     rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     fronts: list[list[tuple[float, float]]] = []
     largest = 0.0  # the largest cell any method found, the hypervolumes' reference
     for seed in seeds if seeds is not None else [config.seed]:
-        for method in methods(config):
+        for method in chosen:
             method_study = method_config(config, method, seed)
             run_study(method_study, root=root, device=device, progress=progress)
             trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)

@@ -88,6 +88,21 @@ def test_a_bad_table_stops_compare_before_any_search(tiny_config: StudyConfig,
     assert not (tmp_path / "studies").exists()
 
 
+def test_compare_runs_only_the_methods_asked_for(tiny_config: StudyConfig,
+                                                 tmp_path: Path) -> None:
+    from pipeline.config import ConfigError
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(tiny_config.search,
+                                                                         epochs=1))
+    with pytest.raises(ConfigError, match="tpe"):
+        run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                    device=torch.device("cpu"), only=["tpe"])
+    frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                        device=torch.device("cpu"), only=["darts"])
+    assert frame["method"].tolist() == ["darts"]
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["tiny-s3-darts"]
+
+
 def test_hypervolume_of_a_front() -> None:
     assert hypervolume([(50.0, 0.5)], max_params=1.0) == pytest.approx(25.0)
     # a dominated point adds nothing; a smaller, less accurate cell adds its own strip
