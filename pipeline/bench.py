@@ -34,6 +34,7 @@ class BenchRecord:
     order: int
     batch: int
     population: int
+    precision: str
     channels: int
     cells_per_stage: int
     device: str
@@ -70,12 +71,14 @@ def _peak_mib(device: torch.device) -> float:
 
 def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
                       device: str, warmup: int = 2, iterations: int = 10,
-                      space: str = "nb201", population: int = 1) -> BenchRecord:
+                      space: str = "nb201", population: int = 1,
+                      precision: str = "fp32") -> BenchRecord:
     """Median wall time of one DARTS iteration of a supernet on random data; with
     ``population`` K > 1, of one iteration of K first-order searches stacked into one
     batched computation (``median_ms`` then covers all K).
 
-    ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers)."""
+    ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers); ``precision``
+    ``bf16`` runs the forward passes in bfloat16 autocast."""
     dev = torch.device(device)
     batches = _random_batches(2 * batch, batch, 10, dev)
     searches = []
@@ -89,7 +92,8 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
             net = Supernet(channels=channels, cells_per_stage=cells_per_stage,
                            num_classes=10, in_channels=3)
         searches.append(DartsSearch(net.to(dev), weight_batches=batches, arch_batches=batches,
-                                    seed=k, epochs=1, order=order))
+                                    seed=k, epochs=1, order=order,
+                                    bf16=precision == "bf16"))
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
     step: Callable[[], object]
     if population == 1:
@@ -115,7 +119,7 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
             times.append(time.perf_counter() - started)
     median_ms = 1000 * statistics.median(times)
     return BenchRecord(kind="iteration", space=space, order=order, batch=batch,
-                       population=population, channels=channels,
+                       population=population, precision=precision, channels=channels,
                        cells_per_stage=cells_per_stage, device=str(dev), median_ms=median_ms,
                        peak_mem_mib=_peak_mib(dev), torch_version=torch.__version__,
                        member_iterations_per_s=1000 * population / median_ms)
@@ -136,6 +140,7 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     epoch_s = statistics.median(times)
     return BenchRecord(kind="epoch", space=config.space.name, order=config.search.order,
                        batch=config.search.batch_size, population=1,
+                       precision=config.search.precision,
                        channels=config.space.channels,
                        cells_per_stage=config.space.cells_per_stage, device=str(dev),
                        median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
@@ -199,7 +204,7 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
             study.optimize(objective, n_trials=1)
             times.append(time.perf_counter() - started)
     return BenchRecord(kind="outer", space=f"{dims} dims", order=0, batch=0, population=1,
-                       channels=0, cells_per_stage=0, device="cpu",
+                       precision="-", channels=0, cells_per_stage=0, device="cpu",
                        median_ms=1000 * statistics.median(times[-last:]),
                        peak_mem_mib=_peak_mib(torch.device("cpu")),
                        torch_version=torch.__version__)

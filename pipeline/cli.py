@@ -262,7 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         in_fresh_process(measure_iteration, channels=args.channels,
                          cells_per_stage=args.cells, batch=args.batch, order=order,
                          device=device, warmup=args.warmup, iterations=args.iterations,
-                         space=args.space, population=population)
+                         space=args.space, population=population, precision=args.precision)
         for order in args.order for population in args.population
     ]
     if args.study:
@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--space", choices=["nb201", "darts"], default="nb201")
     bench.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2])
     bench.add_argument("--batch", type=int, default=64)
+    bench.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                       help="bf16: forward passes in bfloat16 autocast (for GPUs)")
     bench.add_argument("--population", type=int, nargs="+", default=[1], metavar="K",
                        help="also time K first-order searches stacked into one batched "
                        "computation (e.g. --order 1 --population 1 2 4 8 16)")

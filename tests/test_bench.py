@@ -9,7 +9,8 @@ from pipeline import cli
 from pipeline.bench import measure_epoch, measure_iteration, measure_outer
 from pipeline.config import StudyConfig
 
-FIELDS = {"space", "order", "batch", "population", "device", "median_ms", "peak_mem_mib"}
+FIELDS = {"space", "order", "batch", "population", "precision", "device", "median_ms",
+          "peak_mem_mib"}
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -27,6 +28,12 @@ def test_population_iteration_record(space: str, cells: int) -> None:
                                population=3)
     assert record.population == 3 and record.member_iterations_per_s == pytest.approx(
         3000 / record.median_ms)
+
+
+def test_bf16_iteration_record() -> None:
+    record = measure_iteration(channels=4, cells_per_stage=1, batch=4, order=1, device="cpu",
+                               warmup=0, iterations=1, precision="bf16", population=2)
+    assert record.precision == "bf16" and record.median_ms > 0
 
 
 def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
