@@ -106,6 +106,34 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def scored_trials(method: str, seed: int, trials: list[Any],
+                  table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each complete trial's two validation accuracies beside its cell's table scores."""
+    rows = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        attrs = trial.user_attrs
+        score = lookup(table, NB201Genotype.parse(attrs["cell"])).test_acc
+        rows.append({"method": method, "seed": seed, "trial": trial.number,
+                     "supernet_acc": attrs["supernet_acc"],
+                     "discrete_acc": attrs["discrete_acc"], "params_M": attrs["eval_params_M"],
+                     **{f"{dataset}_test": accuracy for dataset, accuracy in score.items()}})
+    return rows
+
+
+def objective_agreement(scored: pd.DataFrame) -> pd.DataFrame:
+    """How well each validation accuracy a search can see ranks the cells as the table
+    does: Spearman correlation with CIFAR-10 test accuracy over all complete trials."""
+    rows = [{"objective": name,
+             "spearman_cifar10": scored[column].corr(scored["cifar10_test"], method="spearman"),
+             "trials": int(scored[column].notna().sum())}
+            for name, column in (("supernet", "supernet_acc"), ("discrete", "discrete_acc"),
+                                 ("fewer parameters", "params_M"))]
+    rows[-1]["spearman_cifar10"] *= -1  # fewer parameters, higher score
+    return pd.DataFrame(rows)
+
+
 def cells_by_epoch(method: str, seed: int, trials: list[Any],
                    table: pd.DataFrame) -> list[dict[str, Any]]:
     """The table score of each complete trial's cell after every epoch of its search."""
@@ -129,7 +157,8 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
     method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
-    ``epochs.csv`` also scores every complete trial's cell after each epoch.
+    ``trials.csv`` scores every complete trial's cell and ``epochs.csv`` the cell after
+    each of its epochs.
 
     ``only`` restricts the comparison to some of the methods. With ``retrain_epochs``, each
     best cell is also trained from scratch on the study's dataset for that many epochs
@@ -148,6 +177,7 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
     table = load_table(table_path) if table_path else None
     rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
     fronts: list[list[tuple[float, float]]] = []
     largest = 0.0  # the largest cell any method found, the hypervolumes' reference
     for seed in seeds if seeds is not None else [config.seed]:
@@ -162,6 +192,7 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
                                                    device, checkpoint, progress)
             if table is not None and config.space.name == "nb201":
                 epoch_rows += cells_by_epoch(method, seed, trials, table)
+                scored += scored_trials(method, seed, trials, table)
             rows.append(row)
             fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
                            for t in front_trials(trials)])
@@ -169,18 +200,21 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
                                       if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
-    _write(config, frame, pd.DataFrame(epoch_rows), out_dir)
+    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), out_dir)
     return frame
 
 
 def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
-           out_dir: Path) -> None:
+           scored: pd.DataFrame, out_dir: Path) -> None:
     """The comparison's tables (CSV and markdown) and its page of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(frame)
     frame.to_csv(out_dir / "compare.csv", index=False)
     summary.to_csv(out_dir / "summary.csv", index=False)
     sections = [("Methods side by side", figures.compare_figure(frame))]
+    agreement = objective_agreement(scored) if not scored.empty else pd.DataFrame()
+    if not scored.empty:
+        scored.to_csv(out_dir / "trials.csv", index=False)
     if not epochs.empty:
         epochs.to_csv(out_dir / "epochs.csv", index=False)
         sections.append(("The cells' table score after each epoch",
@@ -193,12 +227,14 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
                                                     sections), encoding="utf-8")
     (out_dir / "compare.md").write_text(
         f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
-        + markdown_tables(frame, summary, epochs), encoding="utf-8")
+        + markdown_tables(frame, summary, epochs, agreement), encoding="utf-8")
 
 
-def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame) -> str:
+def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame,
+                    agreement: pd.DataFrame) -> str:
     """The comparison as markdown: a row per method and seed, the mean and spread over
-    seeds, and (with a table) the cells' mean table score after each epoch."""
+    seeds, and (with a table) how well each objective ranks the cells and the cells' mean
+    table score after each epoch."""
     per_seed = [("method", "method", "{}"), ("seed", "seed", "{}"),
                 ("best_value", "objective", "{:.2f}"), ("cell", "cell", "{}"),
                 ("params_M", "params (M)", "{:.3f}"), ("skip_share", "skip", "{:.2f}"),
@@ -219,6 +255,11 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
                               ("none_share", "none"))
         for stat in ("mean", "std")]
     text += "\nMean and standard deviation over seeds:\n\n" + _markdown(summary, spread)
+    if not agreement.empty:
+        text += ("\nSpearman correlation of what a search can see with the table's CIFAR-10 "
+                 "test accuracy, over every complete trial:\n\n" + _markdown(agreement, [
+                     ("objective", "validation signal", "{}"),
+                     ("spearman_cifar10", "Spearman rho", "{:.2f}"), ("trials", "trials", "{}")]))
     if not epochs.empty:
         curve = epochs.groupby(["method", "epoch"], sort=False)["cifar10_test"].mean().unstack()
         curve = curve.reset_index().rename(columns=lambda c: f"epoch {c}" if c != "method"

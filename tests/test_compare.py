@@ -55,6 +55,10 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     assert "| \\|" in markdown  # the cells' pipes are escaped
     assert "| method | seeds | objective mean |" in markdown
     assert "| epoch 1 | epoch 2 |" in markdown
+    assert "| validation signal | Spearman rho | trials |" in markdown
+    scored = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(scored) == frame["complete"].sum()
+    assert {"supernet_acc", "discrete_acc", "cifar10_test"} <= set(scored.columns)
     last = epochs[epochs["epoch"] == 2]
     assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2
