@@ -123,13 +123,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = load(args.study, args.set)
     signal.signal(signal.SIGTERM, _raise_terminated)
     out_dir = Path(args.out) / config.name
-    if args.seeds < 1 or args.retrain_epochs < 0:
-        raise ConfigError("--seeds must be >= 1 and --retrain-epochs >= 0")
+    if args.seeds < 1 or args.retrain_epochs < 0 or args.population < 1:
+        raise ConfigError("--seeds and --population must be >= 1, --retrain-epochs >= 0")
+    if args.population > 1 and config.search.order != 1:
+        raise ConfigError("--population above 1 needs search.order = 1 "
+                          "(populations run first-order DARTS)")
     seeds = range(config.seed, config.seed + args.seeds)
     frame = run_compare(config, root=args.root, out_dir=out_dir,
                         device=_pick_device(args.device), seeds=seeds, only=args.methods,
                         table_path=args.nb201_table, retrain_epochs=args.retrain_epochs,
-                        progress=_show_progress(args))
+                        progress=_show_progress(args), population=args.population)
     with pd.option_context("display.width", 250, "display.max_columns", 60,
                            "display.max_colwidth", 120, "display.float_format",
                            "{:.3f}".format):
@@ -341,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", nargs="+", metavar="METHOD",
                          help="run only these of darts, random and cmaes (or the study's "
                          "sampler in a two-objective comparison)")
+    compare.add_argument("--population", type=int, default=1, metavar="K",
+                         help="run each study's trials K at a time as one batched population")
     compare.add_argument("--device", default="auto")
     compare.add_argument("--out", default="reports", help="folder of reports")
     _add_storage_args(compare)

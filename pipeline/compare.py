@@ -153,14 +153,15 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
                 seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
                 table_path: str | None = None, retrain_epochs: int = 0,
-                progress: bool = False) -> pd.DataFrame:
+                progress: bool = False, population: int = 1) -> pd.DataFrame:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
     method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
     ``trials.csv`` scores every complete trial's cell and ``epochs.csv`` the cell after
     each of its epochs.
 
-    ``only`` restricts the comparison to some of the methods. With ``retrain_epochs``, each
+    ``only`` restricts the comparison to some of the methods; ``population`` runs each
+    study's trials that many at a time (see ``run_study``). With ``retrain_epochs``, each
     best cell is also trained from scratch on the study's dataset for that many epochs
     (its space's protocol otherwise) and tested.
 
@@ -183,7 +184,8 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
     for seed in seeds if seeds is not None else [config.seed]:
         for method in chosen:
             method_study = method_config(config, method, seed)
-            run_study(method_study, root=root, device=device, progress=progress)
+            run_study(method_study, root=root, device=device, progress=progress,
+                      population=population)
             trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)
             row = method_row(method, seed, trials, table)
             if retrain_epochs and "cell" in row:

@@ -102,8 +102,8 @@ def test_compare_runs_only_the_methods_asked_for(tiny_config: StudyConfig,
         run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
                     device=torch.device("cpu"), only=["tpe"])
     frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
-                        device=torch.device("cpu"), only=["darts"])
-    assert frame["method"].tolist() == ["darts"]
+                        device=torch.device("cpu"), only=["darts"], population=2)
+    assert frame["method"].tolist() == ["darts"] and frame["complete"].tolist() == [3]
     assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["tiny-s3-darts"]
 
 
