@@ -136,7 +136,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 250, "display.max_columns", 60,
                            "display.max_colwidth", 120, "display.float_format",
                            "{:.3f}".format):
-        print(frame.set_index(["method", "seed"]).T.to_string())
+        shown = frame.drop(columns=["front_cells"], errors="ignore")  # long: see the CSV
+        print(shown.set_index(["method", "seed"]).T.to_string())
         if args.seeds > 1:
             print(summarise(frame).set_index("method").T.to_string())
     print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
