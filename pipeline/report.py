@@ -9,6 +9,7 @@ import html
 import json
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,9 @@ def _importances(study: optuna.Study) -> dict[str, float]:
     try:
         # with two objectives, the accuracy's importance; a target is taken as minimised
         target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
-        return dict(optuna.importance.get_param_importances(study, target=target))
+        with warnings.catch_warnings():  # it warns of that whenever a target is given
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+            return dict(optuna.importance.get_param_importances(study, target=target))
     except (RuntimeError, ValueError):  # e.g. no parameter varied
         return {}
 
