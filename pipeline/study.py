@@ -290,7 +290,8 @@ def run_generation(study: optuna.Study, objective: Objective, size: int) -> None
     """Ask up to ``size`` trials (as many as the budget has room for) and run their
     searches as batched populations, one per starting epoch (a resumed trial runs with
     the trials resumed at the same epoch). Every trial is told its outcome; on an
-    interruption the unfinished ones are failed as interrupted, so they resume later.
+    interruption the unfinished ones are failed as interrupted, so they resume later, and
+    on an unexpected error they are failed with its message before it propagates.
 
     Until a trial has completed, one trial runs at a time: CMA-ES learns the search
     space from a complete trial and would sample the others at random. Trials asked
@@ -317,11 +318,11 @@ def run_generation(study: optuna.Study, objective: Objective, size: int) -> None
         for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
                                           key=lambda r: r.search.epoch):
             _run_population(study, objective, list(group))
-    except KeyboardInterrupt:
+    except BaseException as error:  # an interruption, or a failure none of them expects
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         for run in runs:
             if states[run.trial.number] == TrialState.RUNNING:
-                run.trial.set_user_attr("fail_reason", INTERRUPTED)
+                run.trial.set_user_attr("fail_reason", failure_reason(error))
                 study.tell(run.trial, state=TrialState.FAIL)
         raise
 

@@ -299,3 +299,23 @@ def test_an_interrupted_population_resumes_its_trials(
     retries = [t for t in trials if t.state == TrialState.COMPLETE and t.number > 2]
     assert sorted(t.user_attrs["original_number"] for t in retries) == [1, 2]
     assert {t.user_attrs["resumed_from_epoch"] for t in retries} == {2}
+
+
+def test_an_unexpected_error_in_a_population_fails_its_trials_with_the_reason(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.objective import Objective
+
+    after_epoch = Objective.after_epoch
+
+    def explode(self: Objective, run: object, record: object) -> None:
+        if run.trial.number > 0:  # type: ignore[attr-defined]
+            raise RuntimeError("boom")
+        after_epoch(self, run, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Objective, "after_epoch", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_study(_with(tiny_config, outer={"n_trials": 3}), root=tmp_path, device=CPU,
+                  population=2)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert {t.user_attrs["fail_reason"] for t in trials[1:]} == {"RuntimeError: boom"}
