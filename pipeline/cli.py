@@ -54,9 +54,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         torch.use_deterministic_algorithms(True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.population < 1 or (args.population > 1 and config.search.order != 1):
-        raise ConfigError("--population must be >= 1, and above 1 needs search.order = 1 "
-                          "(populations run first-order DARTS)")
     summary = run_study(config, root=args.root, storage=args.storage,
                         device=device, force=args.force,
                         progress=_show_progress(args), population=args.population)
@@ -123,11 +120,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = load(args.study, args.set)
     signal.signal(signal.SIGTERM, _raise_terminated)
     out_dir = Path(args.out) / config.name
-    if args.seeds < 1 or args.retrain_epochs < 0 or args.population < 1:
-        raise ConfigError("--seeds and --population must be >= 1, --retrain-epochs >= 0")
-    if args.population > 1 and config.search.order != 1:
-        raise ConfigError("--population above 1 needs search.order = 1 "
-                          "(populations run first-order DARTS)")
+    if args.seeds < 1 or args.retrain_epochs < 0:
+        raise ConfigError("--seeds must be >= 1 and --retrain-epochs >= 0")
     seeds = range(config.seed, config.seed + args.seeds)
     frame = run_compare(config, root=args.root, out_dir=out_dir,
                         device=_pick_device(args.device), seeds=seeds, only=args.methods,
@@ -469,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.checkpoint import CheckpointError
     from pipeline.data import DatasetError
     from pipeline.evaluate import TableError
+    from pipeline.population import PopulationError
     from pipeline.spaces import GenotypeError
     from pipeline.study import StudyError, redact
 
@@ -476,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StudyError, DatasetError, GenotypeError, TableError) as error:
+    except (ConfigError, StudyError, DatasetError, GenotypeError, TableError,
+            PopulationError) as error:
         _report(args, f"error: {redact(str(error))}")
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:

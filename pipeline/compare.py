@@ -142,11 +142,11 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
         if trial.state != TrialState.COMPLETE:
             continue
         for epoch, cell in enumerate(trial.user_attrs.get("cell_history", []), start=1):
-            score = lookup(table, NB201Genotype.parse(cell))
+            genotype = NB201Genotype.parse(cell)
             rows.append({"method": method, "seed": seed, "trial": trial.number,
                          "epoch": epoch, "cell": cell,
-                         "cifar10_test": score.test_acc["cifar10"],
-                         **NB201Genotype.parse(cell).op_shares()})
+                         "cifar10_test": lookup(table, genotype).test_acc["cifar10"],
+                         **genotype.op_shares()})
     return rows
 
 

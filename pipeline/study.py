@@ -234,11 +234,11 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     one batched population (first-order DARTS only).
 
     Raises:
-        PopulationError: a population was asked of a second-order search.
+        PopulationError: a population size below 1, or above 1 for a second-order search.
     """
-    if population > 1 and config.search.order != 1:
-        raise PopulationError("population batching runs first-order DARTS only "
-                              "(search.order = 1)")
+    if population < 1 or (population > 1 and config.search.order != 1):
+        raise PopulationError(f"a population of {population}: it must be >= 1, and above 1 "
+                              "runs first-order DARTS only (search.order = 1)")
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     data = prepare_data(config, device)  # before the storage, which may create files
