@@ -11,7 +11,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -65,7 +65,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"best cell      {attrs['cell']}")
         print(f"accuracy       {best.values[0]:.2f} % ({config.search.accuracy_objective} "
               f"objective; supernet {attrs['supernet_acc']:.2f} %, discrete cell "
-              f"{attrs['discrete_acc']:.2f} %), trial {best.number}")
+              f"{attrs['discrete_acc']:.2f} %{_trained(attrs)}), trial {best.number}")
     if config.search.multi_objective:
         print(f"pareto front   {len(summary.front)} cells (accuracy %, parameters M):")
         for trial in summary.front:
@@ -183,6 +183,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.test_acc.items())
               + f"   (ground truth: {args.nb201_table})")
     return EXIT_OK
+
+
+def _trained(attrs: dict[str, Any]) -> str:
+    trained = attrs.get("trained_acc")
+    return "" if trained is None else f", trained from scratch {trained:.2f} %"
 
 
 def _retrain(genotype: NB201Genotype | DartsGenotype, args: argparse.Namespace) -> int:

@@ -108,7 +108,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def scored_trials(method: str, seed: int, trials: list[Any],
                   table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each complete trial's two validation accuracies beside its cell's table scores."""
+    """Each complete trial's validation accuracies beside its cell's table scores."""
     rows = []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
@@ -117,7 +117,8 @@ def scored_trials(method: str, seed: int, trials: list[Any],
         score = lookup(table, NB201Genotype.parse(attrs["cell"])).test_acc
         rows.append({"method": method, "seed": seed, "trial": trial.number,
                      "supernet_acc": attrs["supernet_acc"],
-                     "discrete_acc": attrs["discrete_acc"], "params_M": attrs["eval_params_M"],
+                     "discrete_acc": attrs["discrete_acc"],
+                     "trained_acc": attrs.get("trained_acc"), "params_M": attrs["eval_params_M"],
                      **{f"{dataset}_test": accuracy for dataset, accuracy in score.items()}})
     return rows
 
@@ -129,7 +130,7 @@ def objective_agreement(scored: pd.DataFrame) -> pd.DataFrame:
              "spearman_cifar10": scored[column].corr(scored["cifar10_test"], method="spearman"),
              "trials": int(scored[column].notna().sum())}
             for name, column in (("supernet", "supernet_acc"), ("discrete", "discrete_acc"),
-                                 ("fewer parameters", "params_M"))]
+                                 ("trained", "trained_acc"), ("fewer parameters", "params_M"))]
     rows[-1]["spearman_cifar10"] *= -1  # fewer parameters, higher score
     return pd.DataFrame(rows)
 

@@ -16,7 +16,7 @@ DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SPACES = ("nb201", "darts")
 SAMPLERS = ("cmaes", "darts", "random", "tpe", "nsga2")
 PRUNERS = ("median", "percentile", "patient", "none")
-OBJECTIVES = ("supernet", "discrete")
+OBJECTIVES = ("supernet", "discrete", "trained")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
@@ -74,7 +74,13 @@ class SpaceConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchConfig:
-    """The inner DARTS search (defaults: NAS-Bench-201's DARTS protocol)."""
+    """The inner DARTS search (defaults: NAS-Bench-201's DARTS protocol).
+
+    ``objective`` is what a trial returns: the supernet's validation accuracy
+    (``supernet``), the derived cell's with inherited weights (``discrete``), or the
+    derived cell's after ``train_epochs`` epochs of training from scratch on the weights'
+    half (``trained``); the pruner always sees the per-epoch accuracy of the first two.
+    """
 
     epochs: int = 50
     batch_size: int = 64
@@ -90,11 +96,14 @@ class SearchConfig:
     arch_beta2: float = 0.999
     arch_weight_decay: float = 1e-3
     objective: str | tuple[str, ...] = "supernet"
+    train_epochs: int = 10
     precision: str = "fp32"
     channels_last: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
+        _check(self.train_epochs >= 1, "search.train_epochs", "must be >= 1",
+               self.train_epochs)
         _check_choice("search.precision", self.precision, PRECISIONS)
         _check(self.batch_size >= 2, "search.batch_size", "must be >= 2", self.batch_size)
         _check(self.order in (1, 2), "search.order", "must be 1 or 2", self.order)
@@ -117,7 +126,8 @@ class SearchConfig:
         else:
             _check(len(objective) == 2 and objective[0] in OBJECTIVES
                    and objective[1] in SECOND_OBJECTIVES, "search.objective",
-                   'must be "supernet", "discrete", or a pair such as ["supernet", "params"]',
+                   'must be "supernet", "discrete", "trained", or a pair such as '
+                   '["supernet", "params"]',
                    list(objective))
 
     @property
@@ -127,7 +137,7 @@ class SearchConfig:
 
     @property
     def accuracy_objective(self) -> str:
-        """Which accuracy the study maximises: ``supernet`` or ``discrete``."""
+        """Which accuracy the study maximises: ``supernet``, ``discrete`` or ``trained``."""
         return self.objectives[0]
 
     @property

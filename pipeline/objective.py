@@ -38,6 +38,7 @@ from pipeline.spaces import (
 from pipeline.start import StartPoint, StartSpace, apply_start, default_alpha_range
 from pipeline.supernet import Supernet
 from pipeline.supernet_darts import CELL_TYPES, DartsSupernet, darts_edges
+from pipeline.train import TrainSettings, short_training_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -313,10 +314,25 @@ class Objective:
 
     def end(self, run: TrialRun) -> float | tuple[float, float]:
         """Record a finished search; its value, or (value, parameters) with two
-        objectives."""
-        params_m = self._record(run.trial, run.search, run.files)
+        objectives. The ``trained`` objective trains the derived cell here."""
         value = self._value(run.search.history[-1])
+        trained = None
+        if self.config.search.accuracy_objective == "trained":
+            value = trained = self._trained_accuracy(run)
+        params_m = self._record(run.trial, run.search, run.files, trained_acc=trained)
         return (value, params_m) if self.config.search.multi_objective else value
+
+    def _trained_accuracy(self, run: TrialRun) -> float:
+        """The derived cell's network, at the supernet's size, trained from scratch on the
+        weights' half for ``search.train_epochs`` epochs: its accuracy on the other half."""
+        space, search = self.config.space, self.config.search
+        settings = TrainSettings(
+            epochs=search.train_epochs, batch_size=search.batch_size, channels=space.channels,
+            cells=space.layers if space.name == "darts" else space.cells_per_stage)
+        return short_training_accuracy(
+            parse_genotype(run.search.history[-1].genotype), self.data.weight_batches,
+            self.data.arch_batches, settings=settings, seed=run.meta["seed"],
+            num_classes=self.data.num_classes, in_channels=self.data.in_channels)
 
     def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]) -> DartsSearch:
         """The trial's search, from its checkpoint if it has a usable one."""
@@ -346,12 +362,14 @@ class Objective:
         return True
 
     def _value(self, record: EpochRecord) -> float:
+        """An epoch's accuracy as the pruner sees it."""
         if self.config.search.accuracy_objective == "discrete":
             assert record.discrete_acc is not None
             return record.discrete_acc
         return record.valid_acc
 
-    def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path) -> float:
+    def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path, *,
+                trained_acc: float | None = None) -> float:
         """Store the result as user attrs, and the dashboard's artifacts and note; returns
         the cell's evaluation-network parameters in millions."""
         last = search.history[-1]
@@ -364,6 +382,7 @@ class Objective:
             "cell": last.genotype,
             "supernet_acc": last.valid_acc,
             "discrete_acc": last.discrete_acc,
+            "trained_acc": trained_acc,
             "eval_params_M": params / 1e6,
             "alpha_softmax": last.alpha_softmax,
             "epochs_run": search.epoch,

@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline import figures
 
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
-                 "discrete_acc", "eval_params_M", "skip_share", "pool_share", "none_share",
-                 "seed", "original_number", "wall_time_s", "fail_reason")
+                 "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
+                 "none_share", "seed", "original_number", "wall_time_s", "fail_reason")
 CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train_loss",
                  "valid_loss", "genotype")
 
@@ -65,8 +65,8 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
             row["epochs_run"] = max(trial.intermediate_values)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
-    numeric = ["value", "supernet_acc", "discrete_acc", "eval_params_M", "skip_share",
-               "pool_share", "none_share", "wall_time_s"]
+    numeric = ["value", "supernet_acc", "discrete_acc", "trained_acc", "eval_params_M",
+               "skip_share", "pool_share", "none_share", "wall_time_s"]
     frame[numeric] = frame[numeric].astype("float64")
     for name in ("epochs_run", "seed", "original_number"):
         frame[name] = frame[name].astype("Int64")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,32 +117,71 @@ def retrain(genotype: NB201Genotype | DartsGenotype, train: ImageSet, test: Imag
     batches = DeviceBatches(train, batch_size=settings.batch_size, device=device, mean=mean,
                             std=std, crop_padding=settings.crop_padding, flip=settings.flip,
                             cutout=settings.cutout)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build_network(genotype, settings, num_classes=len(train.classes),
-                            in_channels=train.shape[0]).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                nesterov=True, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    run = _Training(genotype, settings, seed=seed, device=device,
+                    num_classes=len(train.classes), in_channels=train.shape[0])
     meta = {"genotype": genotype.to_str(), "settings": asdict(settings), "seed": seed}
-    start = _resume(checkpoint, meta, net, optimizer, scheduler)
-    for epoch in tqdm(range(start, settings.epochs), initial=start, total=settings.epochs,
-                      desc="training", unit="epoch", disable=not progress):
-        if isinstance(net, DartsNetwork):
-            net.drop_path_prob = settings.drop_path * epoch / settings.epochs
-        train_epoch(net, batches, optimizer, seed=seed, epoch=epoch,
-                    grad_clip=settings.grad_clip, auxiliary_weight=settings.auxiliary_weight)
-        scheduler.step()
-        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1}
-        save_checkpoint(checkpoint, state, meta=meta)
+    start = _resume(checkpoint, meta, run)
+    run.fit(batches, start=start, progress=progress,
+            after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
     test_batches = DeviceBatches(test, batch_size=256, device=device, mean=mean, std=std)
-    return TrainResult(test_acc=evaluate_network(net, test_batches),
-                       params_m=count_parameters(net) / 1e6, epochs=settings.epochs)
+    return TrainResult(test_acc=evaluate_network(run.net, test_batches),
+                       params_m=count_parameters(run.net) / 1e6, epochs=settings.epochs)
 
 
-def _resume(path: Path, meta: dict[str, Any], net: nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+def short_training_accuracy(genotype: NB201Genotype | DartsGenotype, train: DeviceBatches,
+                            valid: DeviceBatches, *, settings: TrainSettings, seed: int,
+                            num_classes: int, in_channels: int) -> float:
+    """Accuracy (%) on ``valid`` of the cell's network after ``settings.epochs`` epochs of
+    training from scratch on ``train``: a cheap estimate of how well the cell trains."""
+    run = _Training(genotype, settings, seed=seed, device=train.labels.device,
+                    num_classes=num_classes, in_channels=in_channels)
+    run.fit(train)
+    return evaluate_network(run.net, valid)
+
+
+class _Training:
+    """A cell's evaluation network, its SGD (Nesterov) and cosine schedule, from ``seed``."""
+
+    def __init__(self, genotype: NB201Genotype | DartsGenotype, settings: TrainSettings, *,
+                 seed: int, device: torch.device, num_classes: int, in_channels: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = build_network(genotype, settings, num_classes=num_classes,
+                                     in_channels=in_channels).to(device)
+        self.settings = settings
+        self.seed = seed
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=settings.lr,
+                                         momentum=settings.momentum, nesterov=True,
+                                         weight_decay=settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
+                                                                    settings.epochs)
+
+    def fit(self, batches: DeviceBatches, *, start: int = 0, progress: bool = False,
+            after_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Train from epoch ``start`` to the last; ``after_epoch`` gets the state to save."""
+        settings = self.settings
+        for epoch in tqdm(range(start, settings.epochs), initial=start, total=settings.epochs,
+                          desc="training", unit="epoch", disable=not progress):
+            if isinstance(self.net, DartsNetwork):
+                self.net.drop_path_prob = settings.drop_path * epoch / settings.epochs
+            train_epoch(self.net, batches, self.optimizer, seed=self.seed, epoch=epoch,
+                        grad_clip=settings.grad_clip,
+                        auxiliary_weight=settings.auxiliary_weight)
+            self.scheduler.step()
+            if after_epoch is not None:
+                after_epoch(self.state_dict(epoch + 1))
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _resume(path: Path, meta: dict[str, Any], run: _Training) -> int:
     try:
         state = load_checkpoint(path, meta=meta)
     except FileNotFoundError:
@@ -149,8 +189,6 @@ def _resume(path: Path, meta: dict[str, Any], net: nn.Module,
     except CheckpointError as error:
         logger.warning("training from scratch: %s", error)
         return 0
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    run.load_state_dict(state)
     logger.info("training resumes after epoch %d", state["epoch"])
     return int(state["epoch"])

@@ -64,6 +64,7 @@ def test_every_shipped_study_file_is_valid(path: Path) -> None:
     ("search.objective=['supernet', 'latency']", "search.objective"),
     ("search.objective=['params', 'supernet']", "search.objective"),
     ("search.objective=3", "search.objective"),
+    ("search.train_epochs=0", "search.train_epochs"),
     ("start.cosearch=['momentum']", "start.cosearch"),
     ("name=../escape", "name"),
     ("name=/abs", "name"),

@@ -53,6 +53,26 @@ def test_three_trial_study_records_everything(tiny_config: StudyConfig, tmp_path
     assert (tmp_path / "tiny" / "study.db").exists()
 
 
+def test_the_trained_objective_is_the_derived_cell_trained_from_scratch(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    from pipeline.objective import prepare_data
+    from pipeline.train import TrainSettings, short_training_accuracy
+
+    config = _with(tiny_config, search={"objective": "trained", "train_epochs": 2},
+                   outer={"n_trials": 2})
+    run_study(config, root=tmp_path, device=CPU)
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    data = prepare_data(config, CPU)
+    settings = TrainSettings(epochs=2, batch_size=32, channels=4, cells=1)
+    for trial in trials:
+        attrs = trial.user_attrs
+        expected = short_training_accuracy(
+            NB201Genotype.parse(attrs["cell"]), data.weight_batches, data.arch_batches,
+            settings=settings, seed=attrs["seed"], num_classes=10, in_channels=1)
+        assert trial.value == attrs["trained_acc"] == expected
+        assert trial.intermediate_values[3] == attrs["supernet_acc"]  # what the pruner sees
+
+
 def test_resume_adds_trials_and_keeps_the_cma_state(tiny_config: StudyConfig,
                                                     tmp_path: Path) -> None:
     run_study(_with(tiny_config, outer={"n_trials": 5}, search={"epochs": 1}), root=tmp_path,

@@ -11,7 +11,7 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.config import ConfigError
 from pipeline.data import DeviceBatches, ImageSet, load_dataset
 from pipeline.spaces import DartsGenotype, NB201Genotype
-from pipeline.train import TrainSettings, retrain, train_epoch
+from pipeline.train import TrainSettings, retrain, short_training_accuracy, train_epoch
 
 CELL = NB201Genotype.parse(
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_1x1~0|nor_conv_3x3~1|"
@@ -49,6 +49,28 @@ def test_training_lowers_the_loss(digits: tuple[ImageSet, ImageSet]) -> None:
     losses = [train_epoch(net, batches, optimizer, seed=0, epoch=e, grad_clip=5.0)[0]
               for e in range(4)]
     assert losses[-1] < losses[0]
+
+
+def test_short_training_ranks_a_working_cell_above_a_disconnected_one(
+        digits: tuple[ImageSet, ImageSet]) -> None:
+    from pipeline.data import channel_stats
+
+    train, test = digits
+    mean, std = channel_stats(train)
+    common = dict(batch_size=64, device=torch.device("cpu"), mean=mean, std=std)
+    train_batches = DeviceBatches(train, **common)  # type: ignore[arg-type]
+    valid_batches = DeviceBatches(test.subset(torch.arange(300)), **common)  # type: ignore[arg-type]
+    cut_off = NB201Genotype.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|")
+
+    def accuracy(cell: NB201Genotype, seed: int = 0) -> float:
+        return short_training_accuracy(cell, train_batches, valid_batches, settings=TINY,
+                                       seed=seed, num_classes=10, in_channels=1)
+
+    working = accuracy(CELL)
+    assert working == accuracy(CELL)  # the seed fixes initialisation and batch order
+    assert working != accuracy(CELL, seed=1)
+    assert working > 50 > 20 > accuracy(cut_off)
 
 
 def test_resumed_training_equals_uninterrupted(digits: tuple[ImageSet, ImageSet],
