@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
 import re
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,7 +267,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
             try:
                 if population > 1:
-                    run_generation(study, objective, population)
+                    run_generation(study, study_storage, objective, population)
                 else:
                     study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
                                    gc_after_trial=False)
@@ -286,7 +289,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     return summarize(study, storage_url, directory, budget)
 
 
-def run_generation(study: optuna.Study, objective: Objective, size: int) -> None:
+def run_generation(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                   objective: Objective, size: int) -> None:
     """Ask up to ``size`` trials (as many as the budget has room for) and run their
     searches as batched populations, one per starting epoch (a resumed trial runs with
     the trials resumed at the same epoch). Every trial is told its outcome; on an
@@ -294,8 +298,9 @@ def run_generation(study: optuna.Study, objective: Objective, size: int) -> None
     on an unexpected error they are failed with its message before it propagates.
 
     Until a trial has completed, one trial runs at a time: CMA-ES learns the search
-    space from a complete trial and would sample the others at random. Trials asked
-    this way carry no heartbeat, so a killed worker's trials stay RUNNING.
+    space from a complete trial and would sample the others at random. On a storage with
+    heartbeats (``storage``), the running trials keep one, so a killed worker's trials are
+    failed and retried as a lone trial's are.
     """
     budget = Budget.of(objective.config)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -315,9 +320,10 @@ def run_generation(study: optuna.Study, objective: Objective, size: int) -> None
             except SurplusTrialError:
                 study.tell(trial, state=TrialState.FAIL)
                 break
-        for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
-                                          key=lambda r: r.search.epoch):
-            _run_population(study, objective, list(group))
+        with _heartbeats(study, storage, [run.trial.number for run in runs]):
+            for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
+                                              key=lambda r: r.search.epoch):
+                _run_population(study, objective, list(group))
     except BaseException as error:  # an interruption, or a failure none of them expects
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         for run in runs:
@@ -325,6 +331,40 @@ def run_generation(study: optuna.Study, objective: Objective, size: int) -> None
                 run.trial.set_user_attr("fail_reason", failure_reason(error))
                 study.tell(run.trial, state=TrialState.FAIL)
         raise
+
+
+@contextlib.contextmanager
+def _heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                numbers: list[int]) -> Iterator[None]:
+    """Record a heartbeat for each of the trials ``numbers`` every heartbeat interval
+    while the block runs, as ``study.optimize`` does for its one trial (asked trials
+    have none of their own). Nothing happens on a storage without heartbeats."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or not numbers:
+        yield
+        return
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                 for number in numbers]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="population-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialRun]) -> None:

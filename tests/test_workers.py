@@ -118,6 +118,61 @@ def test_a_killed_worker_loses_and_repeats_nothing(kind: str, tmp_path: Path,
     assert sorted(retry.intermediate_values) == list(range(1, epochs + 1))
 
 
+def test_a_killed_population_worker_loses_and_repeats_nothing(
+        tmp_path: Path, unique_study: tuple[Path, str]) -> None:
+    path, name = unique_study
+    storage = _storage("sqlite", tmp_path)
+    budget, epochs = 4, 12
+    command = _command(path, storage, "--n-trials", str(budget), "--population", "2",
+                       "--set", f"search.epochs={epochs}", "--set", "outer.heartbeat_interval=1",
+                       "--set", "outer.grace_period=3")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=ONE_THREAD)
+    victim = f"{socket.gethostname()}:{first.pid}"
+    # the first trial runs alone; the two after it run as a population
+    _wait_for_trials(name, path.parent, storage, victim, running=2, epochs=2)
+    first.kill()
+    first.wait()
+    killed = {t.number for t in _trials(name, path.parent, storage)
+              if t.state == TrialState.RUNNING}
+    second = subprocess.run(command, capture_output=True, text=True, env=ONE_THREAD,
+                            timeout=300)
+    assert second.returncode == 0, second.stderr
+
+    trials = _trials(name, path.parent, storage)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == budget
+    assert len({t.user_attrs["original_number"] for t in complete}) == budget
+    assert len(killed) == 2 and all(trials[n].state == TrialState.FAIL for n in killed)
+    assert all("fail_reason" not in trials[n].user_attrs for n in killed)  # no heartbeat
+    for number in killed:
+        [retry] = [t for t in complete if t.user_attrs["original_number"] == number]
+        assert retry.params == trials[number].params
+        assert retry.user_attrs["resumed_from_epoch"] >= 2
+
+
+def _wait_for_trials(name: str, root: Path, storage: str, worker: str, *, running: int,
+                     epochs: int) -> None:
+    """Wait until ``worker`` runs ``running`` trials with ``epochs`` finished each."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            trials = _trials(name, root, storage)
+        except Exception:  # the study may not exist yet
+            trials = []
+        done = [_epochs_done(root / name, t) for t in trials
+                if t.state == TrialState.RUNNING and t.user_attrs.get("worker") == worker]
+        if len(done) >= running and min(done) >= epochs:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"worker {worker} never ran {running} trials to {epochs} epochs")
+
+
+def _epochs_done(directory: Path, trial: FrozenTrial) -> int:
+    metrics = directory / "trials" / trial.user_attrs.get("trial_key", "none") / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+
 def _wait_for_epochs(name: str, root: Path, storage: str, worker: str, *, epochs: int
                      ) -> tuple[str, int]:
     """Wait until ``worker`` runs a trial with ``epochs`` finished; its key and epochs."""
@@ -129,11 +184,9 @@ def _wait_for_epochs(name: str, root: Path, storage: str, worker: str, *, epochs
             trials = []
         for trial in trials:
             if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker:
-                key = trial.user_attrs["trial_key"]
-                metrics = root / name / "trials" / key / "metrics.jsonl"
-                done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+                done = _epochs_done(root / name, trial)
                 if done >= epochs:
-                    return key, done
+                    return trial.user_attrs["trial_key"], done
         time.sleep(0.1)
     raise AssertionError(f"worker {worker} never reached {epochs} epochs")
 
