@@ -35,6 +35,7 @@ class BenchRecord:
     batch: int
     population: int
     precision: str
+    channels_last: bool
     channels: int
     cells_per_stage: int
     device: str
@@ -72,13 +73,14 @@ def _peak_mib(device: torch.device) -> float:
 def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
                       device: str, warmup: int = 2, iterations: int = 10,
                       space: str = "nb201", population: int = 1,
-                      precision: str = "fp32") -> BenchRecord:
+                      precision: str = "fp32", channels_last: bool = True) -> BenchRecord:
     """Median wall time of one DARTS iteration of a supernet on random data; with
     ``population`` K > 1, of one iteration of K first-order searches stacked into one
     batched computation (``median_ms`` then covers all K).
 
     ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers); ``precision``
-    ``bf16`` runs the forward passes in bfloat16 autocast."""
+    ``bf16`` runs the forward passes in bfloat16 autocast; ``channels_last`` stores the
+    supernet's tensors in that memory format (as ``search.channels_last`` does)."""
     dev = torch.device(device)
     batches = _random_batches(2 * batch, batch, 10, dev)
     searches = []
@@ -91,7 +93,10 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
         else:
             net = Supernet(channels=channels, cells_per_stage=cells_per_stage,
                            num_classes=10, in_channels=3)
-        searches.append(DartsSearch(net.to(dev), weight_batches=batches, arch_batches=batches,
+        net = net.to(dev)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches,
                                     seed=k, epochs=1, order=order,
                                     bf16=precision == "bf16"))
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
@@ -119,7 +124,8 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
             times.append(time.perf_counter() - started)
     median_ms = 1000 * statistics.median(times)
     return BenchRecord(kind="iteration", space=space, order=order, batch=batch,
-                       population=population, precision=precision, channels=channels,
+                       population=population, precision=precision,
+                       channels_last=channels_last, channels=channels,
                        cells_per_stage=cells_per_stage, device=str(dev), median_ms=median_ms,
                        peak_mem_mib=_peak_mib(dev), torch_version=torch.__version__,
                        member_iterations_per_s=1000 * population / median_ms)
@@ -141,6 +147,7 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     return BenchRecord(kind="epoch", space=config.space.name, order=config.search.order,
                        batch=config.search.batch_size, population=1,
                        precision=config.search.precision,
+                       channels_last=config.search.channels_last,
                        channels=config.space.channels,
                        cells_per_stage=config.space.cells_per_stage, device=str(dev),
                        median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
@@ -204,7 +211,8 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
             study.optimize(objective, n_trials=1)
             times.append(time.perf_counter() - started)
     return BenchRecord(kind="outer", space=f"{dims} dims", order=0, batch=0, population=1,
-                       precision="-", channels=0, cells_per_stage=0, device="cpu",
+                       precision="-", channels_last=False, channels=0, cells_per_stage=0,
+                       device="cpu",
                        median_ms=1000 * statistics.median(times[-last:]),
                        peak_mem_mib=_peak_mib(torch.device("cpu")),
                        torch_version=torch.__version__)

@@ -265,8 +265,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         in_fresh_process(measure_iteration, channels=args.channels,
                          cells_per_stage=args.cells, batch=args.batch, order=order,
                          device=device, warmup=args.warmup, iterations=args.iterations,
-                         space=args.space, population=population, precision=args.precision)
-        for order in args.order for population in args.population
+                         space=args.space, population=population, precision=args.precision,
+                         channels_last=memory_format == "channels_last")
+        for order in args.order for memory_format in args.memory_format
+        for population in args.population
     ]
     if args.study:
         records.append(in_fresh_process(measure_epoch, config=load(args.study), device=device))
@@ -274,13 +276,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         records.append(in_fresh_process(measure_outer, dims=args.outer_dims,
                                         trials=args.outer_trials, epochs=args.outer_epochs))
     print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} {'K':>3} "
-          f"{'median ms':>10} {'peak MiB':>9} {'iter/s':>7} {'trials/h':>9}")
+          f"{'format':>6} {'median ms':>10} {'peak MiB':>9} {'iter/s':>7} {'trials/h':>9}")
     for r in records:
         per_hour = f"{r.trials_per_hour:9.1f}" if r.trials_per_hour else f"{'':9}"
         per_s = (f"{r.member_iterations_per_s:7.2f}" if r.member_iterations_per_s
                  else f"{'':7}")
         print(f"{r.kind:10} {r.space:6} {r.order:5d} {r.batch:5d} {r.channels:3d} "
-              f"{r.cells_per_stage:3d} {r.population:3d} {r.median_ms:10.1f} "
+              f"{r.cells_per_stage:3d} {r.population:3d} "
+              f"{'NHWC' if r.channels_last else 'NCHW':>6} {r.median_ms:10.1f} "
               f"{r.peak_mem_mib:9.0f} {per_s} {per_hour}")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
@@ -397,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--population", type=int, nargs="+", default=[1], metavar="K",
                        help="also time K first-order searches stacked into one batched "
                        "computation (e.g. --order 1 --population 1 2 4 8 16)")
+    bench.add_argument("--memory-format", nargs="+", choices=["channels_last", "nchw"],
+                       default=["channels_last"],
+                       help="the supernet's memory format; give both to compare them")
     bench.add_argument("--channels", type=int, default=16)
     bench.add_argument("--cells", type=int, help="NB201: cells per stage (default 5); "
                                                  "DARTS: cells in all (default 8)")

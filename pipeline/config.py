@@ -21,7 +21,8 @@ SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BUDGET_KEYS = ("outer.n_trials", "outer.epoch_budget")
+# What may change while a study runs: its budget, and how tensors are laid out in memory.
+CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last")
 
 
 class ConfigError(ValueError):
@@ -98,7 +99,7 @@ class SearchConfig:
     objective: str | tuple[str, ...] = "supernet"
     train_epochs: int = 10
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
@@ -361,12 +362,13 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     return value
 
 
-def without_budget(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain config without its budget, which may grow while a study runs."""
+def without_changeable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain config without the keys that may change while a study runs (its budget may
+    grow; the memory format changes speed, not what is computed)."""
     stripped = {name: dict(value) if isinstance(value, Mapping) else value
                 for name, value in data.items()}
-    for budget_key in BUDGET_KEYS:
-        section, key = budget_key.split(".")
+    for dotted in CHANGEABLE_KEYS:
+        section, key = dotted.split(".")
         stripped.get(section, {}).pop(key, None)
     return stripped
 
@@ -384,7 +386,7 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> li
 
 
 __all__ = [
-    "BUDGET_KEYS",
+    "CHANGEABLE_KEYS",
     "ConfigError",
     "DataConfig",
     "OuterConfig",
@@ -398,5 +400,5 @@ __all__ = [
     "from_dict",
     "load",
     "to_dict",
-    "without_budget",
+    "without_changeable",
 ]

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, ResNetBlock, make_op
+from pipeline.ops import (
+    DARTS_OPS,
+    FactorizedReduce,
+    GlobalAvgPool,
+    ReLUConvBN,
+    ResNetBlock,
+    make_op,
+)
 from pipeline.spaces import NB201_EDGES, NB201_NODES, DartsGenotype, NB201Genotype
 
 # Parameter families whose initial scale the start vector controls.
@@ -36,7 +42,7 @@ class NB201Skeleton(nn.Module):
             layers += [make_cell(width) for _ in range(cells_per_stage)]
         self.layers = nn.ModuleList(layers)
         self.head = nn.Sequential(
-            nn.BatchNorm2d(channels * 4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            nn.BatchNorm2d(channels * 4), nn.ReLU(), GlobalAvgPool()
         )
         self.classifier = nn.Linear(channels * 4, num_classes)
 
@@ -208,7 +214,7 @@ class DartsNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_after and self.auxiliary_head is not None and self.training:
                 aux = self.auxiliary_head(s1)
-        logits: Tensor = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        logits: Tensor = self.classifier(s1.mean(dim=(2, 3)))
         return logits, aux
 
 

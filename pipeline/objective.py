@@ -22,7 +22,7 @@ from pipeline.checkpoint import (
     save_checkpoint,
     write_metrics,
 )
-from pipeline.config import StudyConfig, to_dict, without_budget
+from pipeline.config import StudyConfig, to_dict, without_changeable
 from pipeline.darts import DartsSearch, DivergedError, EpochRecord
 from pipeline.dashboard import artifact_store, publish_trial
 from pipeline.data import DeviceBatches, channel_stats, load_dataset, search_split
@@ -292,7 +292,7 @@ class Objective:
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}
         files = self.state_dir / "trials" / trial_key(number)
-        meta = {"config": without_budget(to_dict(self.config)), "x": x, "seed": seed,
+        meta = {"config": without_changeable(to_dict(self.config)), "x": x, "seed": seed,
                 "init_seed": init_seed}
         search = self._resume(self.start_space.decode(x), files, meta)
         trial.set_user_attr("resumed_from_epoch", search.epoch)

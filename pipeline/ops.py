@@ -46,6 +46,14 @@ class AvgPool3x3(nn.Module):
         return avg_pool_3x3(x, self.stride)
 
 
+class GlobalAvgPool(nn.Module):
+    """The mean of each channel over the image: (B, C, H, W) to (B, C), in any memory
+    format (``adaptive_avg_pool2d`` has no batching rule for channels-last tensors)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))
+
+
 class Zero(nn.Module):
     """The ``none`` op: an edge that carries nothing."""
 

@@ -122,7 +122,7 @@ class DartsSupernet(ArchitectureWeights, nn.Module):
             cell_weights = None if weights is None else weights[rows]
             cell_choice = None if choice is None else list(choice)[rows]
             s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice)
-        logits: Tensor = self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        logits: Tensor = self.classifier(s1.mean(dim=(2, 3)))
         return logits
 
     def weight_families(self) -> dict[str, list[Tensor]]:

@@ -180,6 +180,9 @@ def test_changed_config_is_refused_unless_forced(tiny_config: StudyConfig,
     with pytest.raises(StudyError, match=r"search\.epochs: 1 -> 2"):
         run_study(changed, root=tmp_path, device=CPU)
     run_study(changed, root=tmp_path, device=CPU, force=True)
+    # a larger budget or another memory format continues the same study
+    more = _with(tiny_config, outer={"n_trials": 3}, search={"epochs": 1, "channels_last": False})
+    assert run_study(more, root=tmp_path, device=CPU).finished == 3
 
 
 def test_journal_file_storage(tiny_config: StudyConfig, tmp_path: Path) -> None:
