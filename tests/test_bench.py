@@ -9,8 +9,8 @@ from pipeline import cli
 from pipeline.bench import measure_epoch, measure_iteration, measure_outer
 from pipeline.config import StudyConfig
 
-FIELDS = {"space", "order", "batch", "population", "precision", "device", "median_ms",
-          "peak_mem_mib"}
+FIELDS = {"space", "order", "batch", "population", "precision", "channels_last", "device",
+          "median_ms", "peak_mem_mib"}
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -58,10 +58,12 @@ def test_bench_command_writes_json_from_a_fresh_process(
     out = tmp_path / "bench.json"
     code = cli.main(["bench", "--order", "1", "--channels", "4", "--cells", "1",
                      "--batch", "8", "--iterations", "2", "--warmup", "1", "--device", "cpu",
-                     "--population", "1", "2", "--json", str(out)])
+                     "--population", "1", "2", "--memory-format", "channels_last", "nchw",
+                     "--json", str(out)])
     assert code == 0
     records = json.loads(out.read_text())
-    assert [r["population"] for r in records] == [1, 2]
+    assert [(r["channels_last"], r["population"]) for r in records] == [
+        (True, 1), (True, 2), (False, 1), (False, 2)]
     assert all(FIELDS <= set(r) and r["device"] == "cpu" for r in records)
     assert "median ms" in capsys.readouterr().out
     assert cli.main(["bench", "--order", "2", "--population", "2"]) == 2
