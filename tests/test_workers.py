@@ -197,3 +197,23 @@ def _wait_for(name: str, root: Path, storage: str, worker: str,
 def _epochs_done(directory: Path, trial: FrozenTrial) -> int:
     metrics = directory / "trials" / trial.user_attrs.get("trial_key", "none") / "metrics.jsonl"
     return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+
+def test_passwords_never_reach_output_or_logs(tmp_path: Path,
+                                              unique_study: tuple[Path, str]) -> None:
+    path, name = unique_study
+    storage = _storage("postgresql", tmp_path)
+    password = storage.split(":")[2].split("@")[0]
+    log = tmp_path / "run.log"
+    runs = [
+        [sys.executable, "-m", "pipeline", "-v", "--log-file", str(log), *_command(
+            path, storage, "--n-trials", "1", "--set", "search.epochs=1")[3:]],
+        [sys.executable, "-m", "pipeline", "status", name, "--storage", storage],
+        [sys.executable, "-m", "pipeline", "status", name,
+         "--storage", storage.replace(password, "wrong-" + password)],
+    ]
+    outputs = [subprocess.run(run, capture_output=True, text=True, timeout=300) for run in runs]
+    assert [o.returncode for o in outputs] == [0, 0, 2]
+    assert "cannot open storage" in outputs[2].stderr
+    for text in [log.read_text(), *(o.stdout + o.stderr for o in outputs)]:
+        assert password not in text
