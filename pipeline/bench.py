@@ -36,6 +36,7 @@ class BenchRecord:
     population: int
     precision: str
     channels_last: bool
+    compiled: bool
     channels: int
     cells_per_stage: int
     device: str
@@ -73,14 +74,17 @@ def _peak_mib(device: torch.device) -> float:
 def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
                       device: str, warmup: int = 2, iterations: int = 10,
                       space: str = "nb201", population: int = 1,
-                      precision: str = "fp32", channels_last: bool = True) -> BenchRecord:
+                      precision: str = "fp32", channels_last: bool = True,
+                      compiled: bool = False) -> BenchRecord:
     """Median wall time of one DARTS iteration of a supernet on random data; with
     ``population`` K > 1, of one iteration of K first-order searches stacked into one
     batched computation (``median_ms`` then covers all K).
 
     ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers); ``precision``
     ``bf16`` runs the forward passes in bfloat16 autocast; ``channels_last`` stores the
-    supernet's tensors in that memory format (as ``search.channels_last`` does)."""
+    supernet's tensors in that memory format (as ``search.channels_last`` does);
+    ``compiled`` runs the supernet through ``torch.compile`` (as ``search.compile`` does);
+    it compiles during the first warm-up iteration."""
     dev = torch.device(device)
     batches = _random_batches(2 * batch, batch, 10, dev)
     searches = []
@@ -98,7 +102,8 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
             net = net.to(memory_format=torch.channels_last)
         searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches,
                                     seed=k, epochs=1, order=order,
-                                    bf16=precision == "bf16"))
+                                    bf16=precision == "bf16",
+                                    compile_backend="inductor" if compiled else None))
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
     step: Callable[[], object]
     if population == 1:
@@ -125,7 +130,7 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
     median_ms = 1000 * statistics.median(times)
     return BenchRecord(kind="iteration", space=space, order=order, batch=batch,
                        population=population, precision=precision,
-                       channels_last=channels_last, channels=channels,
+                       channels_last=channels_last, compiled=compiled, channels=channels,
                        cells_per_stage=cells_per_stage, device=str(dev), median_ms=median_ms,
                        peak_mem_mib=_peak_mib(dev), torch_version=torch.__version__,
                        member_iterations_per_s=1000 * population / median_ms)
@@ -148,6 +153,7 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
                        batch=config.search.batch_size, population=1,
                        precision=config.search.precision,
                        channels_last=config.search.channels_last,
+                       compiled=config.search.compile,
                        channels=config.space.channels,
                        cells_per_stage=config.space.cells_per_stage, device=str(dev),
                        median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
@@ -211,8 +217,8 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
             study.optimize(objective, n_trials=1)
             times.append(time.perf_counter() - started)
     return BenchRecord(kind="outer", space=f"{dims} dims", order=0, batch=0, population=1,
-                       precision="-", channels_last=False, channels=0, cells_per_stage=0,
-                       device="cpu",
+                       precision="-", channels_last=False, compiled=False, channels=0,
+                       cells_per_stage=0, device="cpu",
                        median_ms=1000 * statistics.median(times[-last:]),
                        peak_mem_mib=_peak_mib(torch.device("cpu")),
                        torch_version=torch.__version__)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pipeline")
 
 DEFAULT_STUDY = "default"
+IMAGES_HELP = "also write each figure as a PNG (needs globaldarts[images] and Chrome)"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
@@ -104,9 +105,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.study import load_study, state_dir
 
     study = load_study(args.name, root=args.root, storage=args.storage)
-    path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name)
+    path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name,
+                        images=args.images)
     print(f"report         {path}")
     print(f"trials table   {path.with_name('trials.csv')}")
+    if args.images:
+        print(f"images         {path.parent}/*.png")
     return EXIT_OK
 
 
@@ -126,7 +130,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     frame = run_compare(config, root=args.root, out_dir=out_dir,
                         device=_pick_device(args.device), seeds=seeds, only=args.methods,
                         table_path=args.nb201_table, retrain_epochs=args.retrain_epochs,
-                        progress=_show_progress(args), population=args.population)
+                        progress=_show_progress(args), population=args.population,
+                        images=args.images)
     with pd.option_context("display.width", 250, "display.max_columns", 60,
                            "display.max_colwidth", 120, "display.float_format",
                            "{:.3f}".format):
@@ -136,6 +141,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(summarise(frame).set_index("method").T.to_string())
     print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
     print(f"figure         {out_dir / 'compare.html'}")
+    if args.images:
+        print(f"images         {out_dir}/*.png")
     return EXIT_OK
 
 
@@ -261,14 +268,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if any(k < 1 for k in args.population) or (max(args.population) > 1 and 2 in args.order):
         raise ConfigError("--population takes sizes >= 1; above 1 it needs --order 1 "
                           "(populations run first-order DARTS)")
+    if max(args.population) > 1 and "compiled" in args.mode:
+        raise ConfigError("--mode compiled times single searches; populations run eagerly")
     records = [
         in_fresh_process(measure_iteration, channels=args.channels,
                          cells_per_stage=args.cells, batch=args.batch, order=order,
                          device=device, warmup=args.warmup, iterations=args.iterations,
                          space=args.space, population=population, precision=args.precision,
-                         channels_last=memory_format == "channels_last")
+                         channels_last=memory_format == "channels_last",
+                         compiled=mode == "compiled")
         for order in args.order for memory_format in args.memory_format
-        for population in args.population
+        for mode in args.mode for population in args.population
     ]
     if args.study:
         records.append(in_fresh_process(measure_epoch, config=load(args.study), device=device))
@@ -276,14 +286,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         records.append(in_fresh_process(measure_outer, dims=args.outer_dims,
                                         trials=args.outer_trials, epochs=args.outer_epochs))
     print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} {'K':>3} "
-          f"{'format':>6} {'median ms':>10} {'peak MiB':>9} {'iter/s':>7} {'trials/h':>9}")
+          f"{'format':>6} {'mode':>8} {'median ms':>10} {'peak MiB':>9} {'iter/s':>7} "
+          f"{'trials/h':>9}")
     for r in records:
         per_hour = f"{r.trials_per_hour:9.1f}" if r.trials_per_hour else f"{'':9}"
         per_s = (f"{r.member_iterations_per_s:7.2f}" if r.member_iterations_per_s
                  else f"{'':7}")
         print(f"{r.kind:10} {r.space:6} {r.order:5d} {r.batch:5d} {r.channels:3d} "
               f"{r.cells_per_stage:3d} {r.population:3d} "
-              f"{'NHWC' if r.channels_last else 'NCHW':>6} {r.median_ms:10.1f} "
+              f"{'NHWC' if r.channels_last else 'NCHW':>6} "
+              f"{'compiled' if r.compiled else 'eager':>8} {r.median_ms:10.1f} "
               f"{r.peak_mem_mib:9.0f} {per_s} {per_hour}")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
@@ -333,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write a study's HTML report")
     report.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
     report.add_argument("--out", default="reports", help="folder of reports (default: reports)")
+    report.add_argument("--images", action="store_true", help=IMAGES_HELP)
     _add_storage_args(report)
 
     compare = commands.add_parser("compare", help="plain DARTS vs random vs CMA-ES starts")
@@ -351,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run each study's trials K at a time as one batched population")
     compare.add_argument("--device", default="auto")
     compare.add_argument("--out", default="reports", help="folder of reports")
+    compare.add_argument("--images", action="store_true", help=IMAGES_HELP)
     _add_storage_args(compare)
 
     export = commands.add_parser("export", help="print a study's cell")
@@ -403,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--memory-format", nargs="+", choices=["channels_last", "nchw"],
                        default=["channels_last"],
                        help="the supernet's memory format; give both to compare them")
+    bench.add_argument("--mode", nargs="+", choices=["eager", "compiled"], default=["eager"],
+                       help="compiled: through torch.compile (search.compile = true); the "
+                       "warm-up pays the compilation; give both to compare them")
     bench.add_argument("--channels", type=int, default=16)
     bench.add_argument("--cells", type=int, help="NB201: cells per stage (default 5); "
                                                  "DARTS: cells in all (default 8)")
@@ -474,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.checkpoint import CheckpointError
     from pipeline.data import DatasetError
     from pipeline.evaluate import TableError
+    from pipeline.figures import ImageExportError
     from pipeline.population import PopulationError
     from pipeline.spaces import GenotypeError
     from pipeline.study import StudyError, redact
@@ -483,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, StudyError, DatasetError, GenotypeError, TableError,
-            PopulationError) as error:
+            PopulationError, ImageExportError) as error:
         _report(args, f"error: {redact(str(error))}")
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:

@@ -154,12 +154,13 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
                 seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
                 table_path: str | None = None, retrain_epochs: int = 0,
-                progress: bool = False, population: int = 1) -> pd.DataFrame:
+                progress: bool = False, population: int = 1, images: bool = False
+                ) -> pd.DataFrame:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
     method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
     ``trials.csv`` scores every complete trial's cell and ``epochs.csv`` the cell after
-    each of its epochs.
+    each of its epochs. With ``images``, each figure is also written as a PNG.
 
     ``only`` restricts the comparison to some of the methods; ``population`` runs each
     study's trials that many at a time (see ``run_study``). With ``retrain_epochs``, each
@@ -203,12 +204,13 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
                                       if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
-    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), out_dir)
+    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), out_dir,
+           images=images)
     return frame
 
 
 def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
-           scored: pd.DataFrame, out_dir: Path) -> None:
+           scored: pd.DataFrame, out_dir: Path, *, images: bool) -> None:
     """The comparison's tables (CSV and markdown) and its page of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(frame)
@@ -231,6 +233,8 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
     (out_dir / "compare.md").write_text(
         f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
         + markdown_tables(frame, summary, epochs, agreement), encoding="utf-8")
+    if images:  # last: the tables are written even where images cannot be
+        figures.write_images(sections, out_dir)
 
 
 def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame,

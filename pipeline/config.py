@@ -22,7 +22,8 @@ PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What may change while a study runs: its budget, and how tensors are laid out in memory.
-CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last")
+CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last",
+                   "search.compile")
 
 
 class ConfigError(ValueError):
@@ -100,6 +101,7 @@ class SearchConfig:
     train_epochs: int = 10
     precision: str = "fp32"
     channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
@@ -364,7 +366,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 def without_changeable(data: Mapping[str, Any]) -> dict[str, Any]:
     """A plain config without the keys that may change while a study runs (its budget may
-    grow; the memory format changes speed, not what is computed)."""
+    grow; the memory format and compiling change speed, not what is computed)."""
     stripped = {name: dict(value) if isinstance(value, Mapping) else value
                 for name, value in data.items()}
     for dotted in CHANGEABLE_KEYS:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,9 @@ class DartsSearch:
         cell_every_epoch: measure the derived cell's accuracy after every epoch, not
             only after the last.
         bf16: run forward passes in bfloat16 autocast (losses and alphas stay float32).
+        compile_backend: run the supernet's forward passes through ``torch.compile`` with
+            this backend (``"inductor"``, or any backend it accepts); None runs eagerly.
+            If compiling fails, the search warns once and goes on eagerly.
     """
 
     def __init__(self, supernet: Supernet | DartsSupernet, *, weight_batches: DeviceBatches,
@@ -76,7 +80,8 @@ class DartsSearch:
                  grad_clip: float = 5.0, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999),
                  arch_weight_decay: float = 1e-3, hessian_radius: float = 0.01,
-                 cell_every_epoch: bool = False, bf16: bool = False) -> None:
+                 cell_every_epoch: bool = False, bf16: bool = False,
+                 compile_backend: str | Callable[..., Any] | None = None) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.net = supernet
@@ -89,6 +94,8 @@ class DartsSearch:
         self.hessian_radius = hessian_radius
         self.cell_every_epoch = cell_every_epoch
         self.bf16 = bf16
+        self.compiled: Callable[[Tensor], Tensor] | None = (
+            None if compile_backend is None else torch.compile(supernet, backend=compile_backend))
         self.weights = list(supernet.weight_parameters())
         self.alphas = supernet.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.weights, lr=weight_lr, momentum=momentum,
@@ -192,11 +199,23 @@ class DartsSearch:
         """The supernet's logits; computed in bfloat16 autocast if the search was asked to,
         returned in float32."""
         if not self.bf16:
-            logits: Tensor = self.net(x, choice)
-            return logits
+            return self._logits(x, choice)
         with torch.autocast(self.alphas[0].device.type, dtype=torch.bfloat16):
-            logits = self.net(x, choice)
+            logits = self._logits(x, choice)
         return logits.float()
+
+    def _logits(self, x: Tensor, choice: Sequence[int] | None) -> Tensor:
+        """The mixture through the compiled supernet when there is one, else eagerly."""
+        if choice is None and self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except torch._dynamo.exc.TorchDynamoException as error:  # the compiler failed
+                message = " ".join(str(error).split())[:300]
+                warnings.warn(f"torch.compile failed, the search goes on eagerly: {message}",
+                              RuntimeWarning, stacklevel=2)
+                self.compiled = None
+        logits: Tensor = self.net(x, choice)
+        return logits
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(self.forward(x), y)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -255,3 +257,33 @@ def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
                            row=1, col=2)
     figure.update_xaxes(title_text="epoch")
     return figure
+
+
+class ImageExportError(RuntimeError):
+    """Figures cannot be written as images on this machine (no kaleido or no Chrome)."""
+
+
+def image_name(title: str) -> str:
+    """A file name for a section's figure: its title up to any bracket, as a slug."""
+    words = re.findall(r"[a-z0-9]+", title.split(" (")[0].lower())
+    return "-".join(words) + ".png"
+
+
+def write_images(sections: Sequence[tuple[str, go.Figure]], folder: Path) -> list[Path]:
+    """Write each section's figure as a PNG in ``folder`` (with kaleido and Chrome).
+
+    Raises:
+        ImageExportError: kaleido or a Chrome/Chromium browser is missing.
+    """
+    import plotly.io as pio
+
+    paths = [folder / image_name(title) for title, _ in sections]
+    figures = [figure for _, figure in sections]
+    try:
+        pio.write_images(figures, paths, width=1000,
+                         height=[f.layout.height or 500 for f in figures])
+    except (ImportError, ValueError, RuntimeError) as error:
+        raise ImageExportError(
+            f"cannot write images ({' '.join(str(error).split())[:200]}); they need "
+            "`pip install 'globaldarts[images]'` and a Chrome or Chromium browser") from error
+    return paths

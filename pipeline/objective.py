@@ -138,7 +138,8 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
     return DartsSearch(net, weight_batches=data.weight_batches, arch_batches=data.arch_batches,
                        seed=seed, epochs=s.epochs, order=s.order,
                        cell_every_epoch=s.accuracy_objective == "discrete",
-                       bf16=s.precision == "bf16", **settings)
+                       bf16=s.precision == "bf16",
+                       compile_backend="inductor" if s.compile else None, **settings)
 
 
 @dataclass(slots=True)

@@ -181,8 +181,11 @@ def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, s
     return rows
 
 
-def write_report(study: optuna.Study, state_dir: Path, out_dir: Path) -> Path:
-    """Write ``index.html`` (plotly.js inlined, so it opens offline) and ``trials.csv``."""
+def write_report(study: optuna.Study, state_dir: Path, out_dir: Path, *,
+                 images: bool = False) -> Path:
+    """Write ``index.html`` (plotly.js inlined, so it opens offline) and ``trials.csv``;
+    with ``images``, also each figure as a PNG beside them (see ``figures.write_images``).
+    """
     trials = study.get_trials(deepcopy=False)
     frame = trials_frame(trials)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +198,8 @@ def write_report(study: optuna.Study, state_dir: Path, out_dir: Path) -> Path:
     page = page_html(study.study_name, settings_rows(study, frame), sections)
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
+    if images:
+        figures.write_images(sections, out_dir)
     return path
 
 

@@ -136,7 +136,12 @@ def _schema_race(error: sqlalchemy.exc.DBAPIError) -> bool:
 
 def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
                   ) -> optuna.samplers.BaseSampler:
-    """The outer sampler named by ``outer.sampler``."""
+    """The outer sampler named by ``outer.sampler``.
+
+    CMA-ES learns from pruned trials (at their last reported value) only when that value
+    measures what a complete trial's does: not with the ``trained`` objective, whose
+    pruner sees the supernet's accuracy.
+    """
     outer = config.outer
     if outer.sampler == "cmaes":
         with warnings.catch_warnings():
@@ -144,7 +149,8 @@ def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
             return optuna.samplers.CmaEsSampler(
                 seed=seed, popsize=outer.popsize or None,
                 use_separable_cma=outer.separable,
-                consider_pruned_trials=outer.pruner != "none")
+                consider_pruned_trials=(outer.pruner != "none"
+                                        and config.search.accuracy_objective != "trained"))
     if outer.sampler == "darts":
         return optuna.samplers.PartialFixedSampler(
             fixed_params=start_space.centre(),
@@ -237,11 +243,14 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     one batched population (first-order DARTS only).
 
     Raises:
-        PopulationError: a population size below 1, or above 1 for a second-order search.
+        PopulationError: a population size below 1, or above 1 for a second-order or
+            compiled search.
     """
     if population < 1 or (population > 1 and config.search.order != 1):
         raise PopulationError(f"a population of {population}: it must be >= 1, and above 1 "
                               "runs first-order DARTS only (search.order = 1)")
+    if population > 1 and config.search.compile:
+        raise PopulationError("populations run eagerly: set search.compile = false")
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     data = prepare_data(config, device)  # before the storage, which may create files

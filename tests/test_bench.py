@@ -9,8 +9,8 @@ from pipeline import cli
 from pipeline.bench import measure_epoch, measure_iteration, measure_outer
 from pipeline.config import StudyConfig
 
-FIELDS = {"space", "order", "batch", "population", "precision", "channels_last", "device",
-          "median_ms", "peak_mem_mib"}
+FIELDS = {"space", "order", "batch", "population", "precision", "channels_last", "compiled",
+          "device", "median_ms", "peak_mem_mib"}
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -67,3 +67,4 @@ def test_bench_command_writes_json_from_a_fresh_process(
     assert all(FIELDS <= set(r) and r["device"] == "cpu" for r in records)
     assert "median ms" in capsys.readouterr().out
     assert cli.main(["bench", "--order", "2", "--population", "2"]) == 2
+    assert cli.main(["bench", "--order", "1", "--population", "2", "--mode", "compiled"]) == 2

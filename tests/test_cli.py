@@ -283,3 +283,6 @@ def test_search_with_a_population(study_file: Path, capsys: pytest.CaptureFixtur
     code, _, err = _run(capsys, "search", str(study_file), "--root", root, "--population", "2",
                         "--set", "search.order=2")
     assert code == 2 and "first-order" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "search", str(study_file), "--root", root, "--population", "2",
+                        "--set", "search.compile=true")
+    assert code == 2 and "search.compile = false" in err

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,8 @@ import torch
 from pipeline.compare import hypervolume, method_config, methods, run_compare
 from pipeline.config import StudyConfig
 from pipeline.spaces import all_nb201_genotypes
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_method_config_shares_one_epoch_budget(tiny_config: StudyConfig) -> None:
@@ -34,8 +37,11 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
                                 "imagenet16_test"]).to_csv(table, index=False)
     frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
                         device=torch.device("cpu"), seeds=[0, 1], table_path=str(table),
-                        retrain_epochs=1)
+                        retrain_epochs=1, images=CHROMIUM is not None)
     assert frame["retrain_test_acc"].between(0, 100).all()
+    if CHROMIUM is not None:
+        assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
+            "methods-side-by-side.png", "the-cells-table-score-after-each-epoch.png"}
     assert list(zip(frame["method"], frame["seed"], strict=True)) == [(m, s) for s in (0, 1)
                                                               for m in methods(config)]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._dynamo.testing import CompileCounterWithBackend
 from torch.func import functional_call
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
@@ -153,8 +156,6 @@ def test_bf16_arch_gradient_agrees_with_float32(tiny_config: StudyConfig) -> Non
 
 
 def test_bf16_and_channels_last_searches_run(tiny_config: StudyConfig) -> None:
-    import dataclasses
-
     config = dataclasses.replace(tiny_config, search=dataclasses.replace(
         tiny_config.search, precision="bf16", channels_last=True, epochs=1))
     search = make_search(config, torch.device("cpu"))
@@ -173,3 +174,42 @@ def test_channels_last_gives_the_same_logits(tiny_config: StudyConfig) -> None:
         search.net.to(memory_format=torch.channels_last)
         assert torch.allclose(search.net(x.contiguous(memory_format=torch.channels_last)),
                               plain, atol=1e-5)
+
+
+def _two_iterations(search: DartsSearch) -> torch.Tensor:
+    x_w, y_w, x_a, y_a = _fixed_batches(search)
+    for _ in range(2):
+        search.arch_step(x_w, y_w, x_a, y_a)
+        search.weight_step(x_w, y_w)
+    return torch.cat([p.detach().flatten() for p in search.net.parameters()])
+
+
+def test_compiled_search_equals_eager(tiny_config: StudyConfig) -> None:
+    # second order: its steps need every graph a first-order search needs, and one more
+    eager = _two_iterations(make_search(tiny_config, torch.device("cpu"), order=2))
+    search = make_search(tiny_config, torch.device("cpu"), order=2)
+    # aot_eager traces the same graphs inductor would compile, without a C++ compiler
+    counter = CompileCounterWithBackend("aot_eager")
+    search.compiled = torch.compile(search.net, backend=counter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
+        compiled = _two_iterations(search)
+    assert search.compiled is not None
+    assert counter.frame_count >= 3  # the steps' graphs: all grads, alphas' only, weights'
+    assert torch.allclose(compiled, eager, atol=1e-5)
+
+
+def test_a_failing_compiler_falls_back_to_eager(tiny_config: StudyConfig) -> None:
+    def broken_backend(graph: object, example_inputs: object) -> object:
+        raise RuntimeError("no C++ compiler here")
+
+    eager = _two_iterations(make_search(tiny_config, torch.device("cpu")))
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(
+        tiny_config.search, compile=True))
+    search = make_search(config, torch.device("cpu"))
+    assert search.compiled is not None  # search.compile = true compiles with inductor
+    search.compiled = torch.compile(search.net, backend=broken_backend)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler here"):
+        after = _two_iterations(search)
+    assert search.compiled is None
+    assert torch.equal(after, eager)

@@ -168,6 +168,36 @@ def test_report_renders_in_a_real_browser(trials: list, tmp_path: Path) -> None:
         shutil.copy(shot, os.environ["GLOBALDARTS_KEEP_SCREENSHOT"])
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_images_are_one_picture_per_figure(trials: list, tmp_path: Path) -> None:
+    from PIL import Image
+
+    study = optuna.create_study(direction="maximize", study_name="hand")
+    study.add_trials(trials)
+    page = write_report(study, tmp_path / "state", tmp_path / "out", images=True).read_text()
+    pictures = sorted((tmp_path / "out").glob("*.png"))
+    assert len(pictures) == page.count('class="plotly-graph-div"')
+    assert "learning-curves.png" in {p.name for p in pictures}
+    for picture in pictures:
+        image = Image.open(picture).convert("RGB")
+        assert image.width == 1000
+        colours = image.getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 20, picture.name  # drawn, not blank
+
+
+def test_image_export_failure_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    import plotly.io
+
+    def no_kaleido(*args: object, **kwargs: object) -> None:
+        raise ValueError("Image export requires the kaleido package")
+
+    monkeypatch.setattr(plotly.io, "write_images", no_kaleido)
+    with pytest.raises(figures.ImageExportError, match=r"globaldarts\[images\]"):
+        figures.write_images([("Learning curves", figures.cell_figure(CELL))], tmp_path)
+    assert figures.image_name("Best cell (trial 3)") == "best-cell.png"
+
+
 def test_best_and_front_trials(trials: list) -> None:
     assert best_trial(trials).number == 3
     assert [t.number for t in front_trials(trials)] == [3, 4]  # 0 is beaten by 4

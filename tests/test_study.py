@@ -342,3 +342,17 @@ def test_an_unexpected_error_in_a_population_fails_its_trials_with_the_reason(
     trials = load_study("tiny", root=tmp_path).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
     assert {t.user_attrs["fail_reason"] for t in trials[1:]} == {"RuntimeError: boom"}
+
+
+def test_cma_es_learns_from_pruned_trials_only_on_the_objective_s_scale(
+        tiny_config: StudyConfig) -> None:
+    from pipeline.start import StartSpace
+    from pipeline.study import build_sampler
+
+    space = StartSpace(edges=("e",), ops=("a", "b"), alpha_range=1.0, gain_range=0.5,
+                       directions=0, direction_range=0.5)
+    for objective, considered in (("supernet", True), ("trained", False)):
+        config = _with(tiny_config, search={"objective": objective},
+                       outer={"sampler": "cmaes", "pruner": "median"})
+        sampler = build_sampler(config, space, seed=0)
+        assert sampler._consider_pruned_trials is considered  # type: ignore[attr-defined]
