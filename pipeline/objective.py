@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,7 +320,9 @@ class Objective:
         value = self._value(run.search.history[-1])
         trained = None
         if self.config.search.accuracy_objective == "trained":
+            started = time.perf_counter()
             value = trained = self._trained_accuracy(run)
+            run.trial.set_user_attr("train_time_s", time.perf_counter() - started)
         params_m = self._record(run.trial, run.search, run.files, trained_acc=trained)
         return (value, params_m) if self.config.search.multi_objective else value
 

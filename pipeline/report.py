@@ -23,7 +23,8 @@ from pipeline import figures
 
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
                  "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
-                 "none_share", "seed", "original_number", "wall_time_s", "fail_reason")
+                 "none_share", "seed", "original_number", "wall_time_s", "train_time_s",
+                 "fail_reason")
 CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train_loss",
                  "valid_loss", "genotype")
 
@@ -66,7 +67,7 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     numeric = ["value", "supernet_acc", "discrete_acc", "trained_acc", "eval_params_M",
-               "skip_share", "pool_share", "none_share", "wall_time_s"]
+               "skip_share", "pool_share", "none_share", "wall_time_s", "train_time_s"]
     frame[numeric] = frame[numeric].astype("float64")
     for name in ("epochs_run", "seed", "original_number"):
         frame[name] = frame[name].astype("Int64")

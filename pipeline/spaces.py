@@ -100,6 +100,17 @@ class NB201Genotype:
         """Share of edges that are skip connections, pooling and ``none``."""
         return op_shares(self.ops)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the cell's output depends on its input: a path of edges other than
+        ``none`` leads from node 0 to the last node. A cell without one computes the
+        same output for every image, so its network cannot learn."""
+        reached = {0}
+        for (to, src), op in zip(NB201_EDGES, self.ops, strict=True):
+            if src in reached and op not in NONE_OPS:
+                reached.add(to)
+        return NB201_NODES - 1 in reached
+
     def to_json(self) -> dict[str, object]:
         """The cell as JSON data: its string and its op per named edge."""
         return {"space": "nb201", "cell": self.to_str(),

@@ -132,10 +132,13 @@ def short_training_accuracy(genotype: NB201Genotype | DartsGenotype, train: Devi
                             valid: DeviceBatches, *, settings: TrainSettings, seed: int,
                             num_classes: int, in_channels: int) -> float:
     """Accuracy (%) on ``valid`` of the cell's network after ``settings.epochs`` epochs of
-    training from scratch on ``train``: a cheap estimate of how well the cell trains."""
+    training from scratch on ``train``: a cheap estimate of how well the cell trains.
+    A cell cut off from its input (no path without ``none``) answers one class for every
+    image, trained or not, so its network is evaluated untrained."""
     run = _Training(genotype, settings, seed=seed, device=train.labels.device,
                     num_classes=num_classes, in_channels=in_channels)
-    run.fit(train)
+    if not isinstance(genotype, NB201Genotype) or genotype.connected:
+        run.fit(train)
     return evaluate_network(run.net, valid)
 
 

@@ -39,3 +39,20 @@ def test_op_shares() -> None:
                               "nor_conv_1x1", "skip_connect"))
     assert genotype.op_shares() == {"skip_share": 2 / 6, "pool_share": 1 / 6,
                                     "none_share": 2 / 6}
+
+
+@pytest.mark.parametrize(("text", "connected"), [
+    (EXAMPLE, True),
+    ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", False),
+    ("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|", True),  # 0-1-3
+    ("|none~0|+|none~0|nor_conv_1x1~1|+|none~0|none~1|nor_conv_3x3~2|", False),  # 1 is cut
+    ("|nor_conv_1x1~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|", False),
+])
+def test_a_cell_is_connected_when_a_path_without_none_reaches_its_output(
+        text: str, connected: bool) -> None:
+    assert NB201Genotype.parse(text).connected is connected
+
+
+def test_nas_bench_201_has_341_cut_off_cells() -> None:
+    # the table scores exactly these 341 cells at chance (10.00 % on CIFAR-10)
+    assert sum(not cell.connected for cell in all_nb201_genotypes()) == 341

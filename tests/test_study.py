@@ -70,6 +70,7 @@ def test_the_trained_objective_is_the_derived_cell_trained_from_scratch(
             NB201Genotype.parse(attrs["cell"]), data.weight_batches, data.arch_batches,
             settings=settings, seed=attrs["seed"], num_classes=10, in_channels=1)
         assert trial.value == attrs["trained_acc"] == expected
+        assert attrs["train_time_s"] > 0
         assert trial.intermediate_values[3] == attrs["supernet_acc"]  # what the pruner sees
 
 

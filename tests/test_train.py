@@ -73,6 +73,34 @@ def test_short_training_ranks_a_working_cell_above_a_disconnected_one(
     assert working > 50 > 20 > accuracy(cut_off)
 
 
+def test_a_cut_off_cell_is_scored_without_training(digits: tuple[ImageSet, ImageSet],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import train as train_module
+    from pipeline.data import channel_stats
+
+    train, test = digits
+    mean, std = channel_stats(train)
+    common = dict(batch_size=64, device=torch.device("cpu"), mean=mean, std=std)
+    valid = test.subset(torch.arange(300))
+    cut_off = NB201Genotype.parse(
+        "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|")
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cut-off cell was trained")
+
+    monkeypatch.setattr(train_module._Training, "fit", no_training)
+    accuracy = short_training_accuracy(
+        cut_off, DeviceBatches(train, **common),  # type: ignore[arg-type]
+        DeviceBatches(valid, **common),  # type: ignore[arg-type]
+        settings=TINY, seed=0, num_classes=10, in_channels=1)
+    shares = {100 * int((valid.labels == c).sum()) / len(valid) for c in range(10)}
+    assert accuracy in shares  # the network answers one class for every image
+    with pytest.raises(AssertionError, match="cut-off"):
+        short_training_accuracy(CELL, DeviceBatches(train, **common),  # type: ignore[arg-type]
+                                DeviceBatches(valid, **common),  # type: ignore[arg-type]
+                                settings=TINY, seed=0, num_classes=10, in_channels=1)
+
+
 def test_resumed_training_equals_uninterrupted(digits: tuple[ImageSet, ImageSet],
                                                tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
