@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
@@ -286,3 +287,14 @@ def test_search_with_a_population(study_file: Path, capsys: pytest.CaptureFixtur
     code, _, err = _run(capsys, "search", str(study_file), "--root", root, "--population", "2",
                         "--set", "search.compile=true")
     assert code == 2 and "search.compile = false" in err
+
+
+def test_every_command_and_option_explains_itself() -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {option.option_strings or option.dest}"
+               for name, command in [("globaldarts", parser), *commands.choices.items()]
+               for option in command._actions
+               if not option.help and not isinstance(option, argparse._SubParsersAction)]
+    assert missing == []
+    assert [c.help for c in commands._choices_actions if not c.help] == []
