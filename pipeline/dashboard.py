@@ -46,7 +46,8 @@ def publish_trial(trial: optuna.Trial, history: Sequence[Mapping[str, Any]], fil
         f"- supernet validation accuracy: {attrs['supernet_acc']:.2f} %",
         f"- derived cell, inherited weights: "
         f"{'not measured' if discrete is None else f'{discrete:.2f} %'}",
-        *([f"- derived cell, trained from scratch: {attrs['trained_acc']:.2f} %"]
+        *([f"- derived cell, trained from scratch: {attrs['trained_acc']:.2f} % "
+           f"(training time {attrs['train_time_s']:.0f} s)"]
           if attrs.get("trained_acc") is not None else []),
         f"- NB201 evaluation network: {attrs['eval_params_M']:.3f} M parameters",
         f"- skip / pool / none share: {attrs['skip_share']:.2f} / {attrs['pool_share']:.2f}"

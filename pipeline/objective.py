@@ -318,12 +318,13 @@ class Objective:
         """Record a finished search; its value, or (value, parameters) with two
         objectives. The ``trained`` objective trains the derived cell here."""
         value = self._value(run.search.history[-1])
-        trained = None
+        trained = train_time = None
         if self.config.search.accuracy_objective == "trained":
             started = time.perf_counter()
             value = trained = self._trained_accuracy(run)
-            run.trial.set_user_attr("train_time_s", time.perf_counter() - started)
-        params_m = self._record(run.trial, run.search, run.files, trained_acc=trained)
+            train_time = time.perf_counter() - started
+        params_m = self._record(run.trial, run.search, run.files, trained_acc=trained,
+                                train_time_s=train_time)
         return (value, params_m) if self.config.search.multi_objective else value
 
     def _trained_accuracy(self, run: TrialRun) -> float:
@@ -373,7 +374,8 @@ class Objective:
         return record.valid_acc
 
     def _record(self, trial: optuna.Trial, search: DartsSearch, files: Path, *,
-                trained_acc: float | None = None) -> float:
+                trained_acc: float | None = None, train_time_s: float | None = None
+                ) -> float:
         """Store the result as user attrs, and the dashboard's artifacts and note; returns
         the cell's evaluation-network parameters in millions."""
         last = search.history[-1]
@@ -387,6 +389,7 @@ class Objective:
             "supernet_acc": last.valid_acc,
             "discrete_acc": last.discrete_acc,
             "trained_acc": trained_acc,
+            "train_time_s": train_time_s,
             "eval_params_M": params / 1e6,
             "alpha_softmax": last.alpha_softmax,
             "epochs_run": search.epoch,

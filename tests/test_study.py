@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -61,7 +62,8 @@ def test_the_trained_objective_is_the_derived_cell_trained_from_scratch(
     config = _with(tiny_config, search={"objective": "trained", "train_epochs": 2},
                    outer={"n_trials": 2})
     run_study(config, root=tmp_path, device=CPU)
-    trials = load_study("tiny", root=tmp_path).get_trials()
+    study = load_study("tiny", root=tmp_path)
+    trials = study.get_trials()
     data = prepare_data(config, CPU)
     settings = TrainSettings(epochs=2, batch_size=32, channels=4, cells=1)
     for trial in trials:
@@ -71,6 +73,9 @@ def test_the_trained_objective_is_the_derived_cell_trained_from_scratch(
             settings=settings, seed=attrs["seed"], num_classes=10, in_channels=1)
         assert trial.value == attrs["trained_acc"] == expected
         assert attrs["train_time_s"] > 0
+        note = optuna_dashboard.get_note(optuna.trial.Trial(study, trial._trial_id))
+        assert (f"trained from scratch: {expected:.2f} % "
+                f"(training time {attrs['train_time_s']:.0f} s)") in note
         assert trial.intermediate_values[3] == attrs["supernet_acc"]  # what the pruner sees
 
 
