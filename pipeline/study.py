@@ -281,6 +281,12 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
                     study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
                                    gc_after_trial=False)
                 conflicts = 0
+            except ValueError as error:
+                if not str(error).startswith("Cannot tell a "):
+                    raise
+                # two workers claimed one queued retry (SQLite cannot lock the row); the
+                # other finished it first and its result stands
+                logger.warning("another worker finished this trial first: %s", error)
             except optuna.exceptions.StorageInternalError as error:
                 conflicts += 1  # workers writing at once; SQLite refuses one of them
                 if conflicts > STORAGE_CONFLICTS:

@@ -362,3 +362,28 @@ def test_cma_es_learns_from_pruned_trials_only_on_the_objective_s_scale(
                        outer={"sampler": "cmaes", "pruner": "median"})
         sampler = build_sampler(config, space, seed=0)
         assert sampler._consider_pruned_trials is considered  # type: ignore[attr-defined]
+
+
+def test_a_trial_another_worker_finished_first_does_not_stop_the_worker(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    optimize = optuna.Study.optimize
+    calls = []
+
+    def racing(self: optuna.Study, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # what Optuna raises when the claimed trial is already complete
+            raise ValueError("Cannot tell a COMPLETE trial.")
+        optimize(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optuna.Study, "optimize", racing)
+    summary = run_study(_with(tiny_config, outer={"n_trials": 2}, search={"epochs": 1}),
+                        root=tmp_path, device=CPU)
+    assert summary.finished == 2 and len(calls) == 3
+
+    def broken(self: optuna.Study, *args: object, **kwargs: object) -> None:
+        raise ValueError("some other mistake")
+
+    monkeypatch.setattr(optuna.Study, "optimize", broken)
+    with pytest.raises(ValueError, match="other mistake"):
+        run_study(_with(tiny_config, outer={"n_trials": 3}, search={"epochs": 1}),
+                  root=tmp_path, device=CPU, force=True)
