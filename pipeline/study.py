@@ -11,8 +11,9 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,32 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
         raise StudyError(f"cannot open storage {redact(url)}: {redact(message)}") from None
 
 
+class _ClaimingStorage(optuna.storages.RDBStorage):
+    """An RDB storage on which a queued trial is claimed by one worker only.
+
+    Optuna claims a WAITING trial by reading its state and then writing RUNNING. SQLite
+    has no row locks, so two workers can both read WAITING and both run the trial (a
+    queued retry, typically). Here the claim is one conditional UPDATE, which every
+    database applies atomically.
+    """
+
+    _TRIALS = sqlalchemy.table("trials", sqlalchemy.column("trial_id"),
+                               sqlalchemy.column("state", sqlalchemy.Enum(TrialState)),
+                               sqlalchemy.column("datetime_start", sqlalchemy.DateTime))
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        if state != TrialState.RUNNING or values is not None:
+            return super().set_trial_state_values(trial_id, state, values)
+        trials = self._TRIALS.c
+        claim = (self._TRIALS.update()
+                 .where(trials.trial_id == trial_id, trials.state == TrialState.WAITING)
+                 .values(state=TrialState.RUNNING,
+                         datetime_start=datetime.now(UTC).replace(tzinfo=None)))
+        with self.engine.begin() as connection:
+            return connection.execute(claim).rowcount == 1
+
+
 def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
     """An RDB storage; workers starting together may race to create its tables."""
     engine_kwargs: dict[str, Any] = {}
@@ -119,7 +146,7 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            return _ClaimingStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except sqlalchemy.exc.DBAPIError as error:
             if attempt + 1 == SCHEMA_ATTEMPTS or not _schema_race(error):
                 raise
@@ -284,9 +311,9 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
             except ValueError as error:
                 if not str(error).startswith("Cannot tell a "):
                     raise
-                # two workers claimed one queued retry (SQLite cannot lock the row); the
-                # other finished it first and its result stands
-                logger.warning("another worker finished this trial first: %s", error)
+                # this worker stopped beating (paused past the grace period), so another
+                # failed its trial as stale and queued a retry; that retry's result stands
+                logger.warning("another worker ended this trial first: %s", error)
             except optuna.exceptions.StorageInternalError as error:
                 conflicts += 1  # workers writing at once; SQLite refuses one of them
                 if conflicts > STORAGE_CONFLICTS:
