@@ -33,7 +33,7 @@ EPILOG = """examples:
   globaldarts search                                  run studies/default.toml
   globaldarts search studies/nb201-cifar10-small.toml --set search.epochs=2
   globaldarts status default && globaldarts report default
-  globaldarts compare studies/nb201-cifar10-small.toml --seeds 3 --nb201-table nb201.csv
+  globaldarts compare studies/nb201-cifar10-small.toml --seeds 3 --jobs 3 --nb201-table nb201.csv
   globaldarts dashboard default"""
 SET_HELP = "override a study field, e.g. search.epochs=2 (repeatable)"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: auto, a GPU when there is one)"
@@ -139,11 +139,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.retrain_epochs < 0:
         raise ConfigError("--seeds must be >= 1 and --retrain-epochs >= 0")
     seeds = range(config.seed, config.seed + args.seeds)
-    frame = run_compare(config, root=args.root, out_dir=out_dir,
+    frame = run_compare(config, root=args.root, out_dir=out_dir, storage=args.storage,
                         device=_pick_device(args.device), seeds=seeds, only=args.methods,
                         table_path=args.nb201_table, retrain_epochs=args.retrain_epochs,
                         progress=_show_progress(args), population=args.population,
-                        images=args.images)
+                        jobs=args.jobs, images=args.images)
     with pd.option_context("display.width", 250, "display.max_columns", 60,
                            "display.max_colwidth", 120, "display.float_format",
                            "{:.3f}".format):
@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "sampler in a two-objective comparison)")
     compare.add_argument("--population", type=int, default=1, metavar="K",
                          help="run each study's trials K at a time as one batched population")
+    compare.add_argument("--jobs", type=int, default=1, metavar="N",
+                         help="run N of the method-and-seed studies side by side, each in "
+                         "its own process with 1/N of the CPU threads (default 1)")
     compare.add_argument("--device", default="auto", help=DEVICE_HELP)
     compare.add_argument("--out", default="reports",
                          help="folder of reports (default: reports)")

@@ -17,6 +17,7 @@ from pipeline.config import ConfigError, StudyConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import load_table, lookup
 from pipeline.objective import epochs_used, trials_used
+from pipeline.parallel import run_side_by_side
 from pipeline.report import best_trial, front_trials, page_html
 from pipeline.spaces import DartsGenotype, NB201Genotype, parse_genotype
 from pipeline.study import load_study, run_study
@@ -152,10 +153,10 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
 
 
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
-                seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
-                table_path: str | None = None, retrain_epochs: int = 0,
-                progress: bool = False, population: int = 1, images: bool = False
-                ) -> pd.DataFrame:
+                storage: str | None = None, seeds: Sequence[int] | None = None,
+                only: Sequence[str] | None = None, table_path: str | None = None,
+                retrain_epochs: int = 0, progress: bool = False, population: int = 1,
+                jobs: int = 1, images: bool = False) -> pd.DataFrame:
     """Run (or resume) the study once per method and study seed (the file's seed by
     default); write ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per
     method), ``compare.md`` (both as markdown) and ``compare.html``. With a table,
@@ -163,45 +164,57 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
     each of its epochs. With ``images``, each figure is also written as a PNG.
 
     ``only`` restricts the comparison to some of the methods; ``population`` runs each
-    study's trials that many at a time (see ``run_study``). With ``retrain_epochs``, each
+    study's trials that many at a time (see ``run_study``); ``jobs`` runs that many of
+    the studies side by side, each in its own process (see ``run_side_by_side``); all of
+    them live in ``storage`` (by default, a database per study). With ``retrain_epochs``, each
     best cell is also trained from scratch on the study's dataset for that many epochs
     (its space's protocol otherwise) and tested.
 
     Raises:
         TableError: the ground-truth table is unusable (checked before any search).
-        ConfigError: ``only`` names a method this comparison does not run.
+        ConfigError: ``only`` names a method this comparison does not run, or ``jobs``
+            is below 1.
+        StudyError: side by side, some studies failed (the others ran to the end).
     """
     chosen = methods(config)
     unknown = sorted(set(only or ()) - set(chosen))
     if unknown:
         raise ConfigError(f"--methods {unknown[0]!r}: this comparison runs "
                           f"{', '.join(chosen)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: it must be >= 1")
     chosen = tuple(m for m in chosen if only is None or m in only)
     table = load_table(table_path) if table_path else None
+    runs = [(seed, method, method_config(config, method, seed))
+            for seed in (seeds if seeds is not None else [config.seed]) for method in chosen]
+    if jobs > 1:
+        run_side_by_side([study for _, _, study in runs], jobs=jobs, root=root,
+                         storage=storage, device=device, population=population,
+                         progress=progress)
     rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     scored: list[dict[str, Any]] = []
     fronts: list[list[tuple[float, float]]] = []
     largest = 0.0  # the largest cell any method found, the hypervolumes' reference
-    for seed in seeds if seeds is not None else [config.seed]:
-        for method in chosen:
-            method_study = method_config(config, method, seed)
-            run_study(method_study, root=root, device=device, progress=progress,
-                      population=population)
-            trials = load_study(method_study.name, root=root).get_trials(deepcopy=False)
-            row = method_row(method, seed, trials, table)
-            if retrain_epochs and "cell" in row:
-                checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
-                row["retrain_test_acc"] = _retrain(method_study, row["cell"], retrain_epochs,
-                                                   device, checkpoint, progress)
-            if table is not None and config.space.name == "nb201":
-                epoch_rows += cells_by_epoch(method, seed, trials, table)
-                scored += scored_trials(method, seed, trials, table)
-            rows.append(row)
-            fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
-                           for t in front_trials(trials)])
-            largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
-                                      if t.state == TrialState.COMPLETE)])
+    for seed, method, method_study in runs:
+        if jobs == 1:
+            run_study(method_study, root=root, storage=storage, device=device,
+                      progress=progress, population=population)
+        trials = load_study(method_study.name, root=root, storage=storage).get_trials(
+            deepcopy=False)
+        row = method_row(method, seed, trials, table)
+        if retrain_epochs and "cell" in row:
+            checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
+            row["retrain_test_acc"] = _retrain(method_study, row["cell"], retrain_epochs,
+                                               device, checkpoint, progress)
+        if table is not None and config.space.name == "nb201":
+            epoch_rows += cells_by_epoch(method, seed, trials, table)
+            scored += scored_trials(method, seed, trials, table)
+        rows.append(row)
+        fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
+                       for t in front_trials(trials)])
+        largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
+                                  if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
     _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), out_dir,

@@ -295,7 +295,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, progress=progress)
     budget = Budget.of(config)
-    with tqdm(total=budget.total, initial=_spent(study, budget), desc=config.name,
+    with tqdm(total=budget.total, initial=budget_spent(study, budget), desc=config.name,
               unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
         heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)
         poll_s = min(outer.heartbeat_interval, 5)
@@ -320,7 +320,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
                     raise
                 logger.warning("storage conflict with another worker, trying again: %s", error)
                 time.sleep(poll_s)
-            bar.update(_spent(study, budget) - bar.n)
+            bar.update(budget_spent(study, budget) - bar.n)
             best = best_trial(study.get_trials(deepcopy=False))
             if best is not None:
                 bar.set_postfix(best=f"{best.values[0]:.2f}%")
@@ -448,7 +448,8 @@ def budget_used(study: optuna.Study) -> int:
     return trials_used(study.get_trials(deepcopy=False))
 
 
-def _spent(study: optuna.Study, budget: Budget) -> int:
+def budget_spent(study: optuna.Study, budget: Budget) -> int:
+    """How much of ``budget`` the study's finished trials have spent."""
     return min(budget.spent(study.get_trials(deepcopy=False)), budget.total)
 
 
