@@ -78,7 +78,7 @@ def test_an_interrupted_side_by_side_compare_leaves_every_trial_resumable(
     root = study_file.parent
     command = [sys.executable, "-m", "pipeline", "compare", str(study_file), "--root",
                str(root), "--out", str(root / "reports"), "--jobs", "2",
-               "--methods", "darts", "cmaes", "--set", "search.epochs=40"]
+               "--methods", "darts", "cmaes", "--set", "search.epochs=200"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     checkpoints = [root / f"tiny-s3-{method}" / "trials" / "00000" / "ckpt.pt"
@@ -93,7 +93,8 @@ def test_an_interrupted_side_by_side_compare_leaves_every_trial_resumable(
     _, err = process.communicate(timeout=120)
     assert process.returncode == exit_code, err
     assert "run the same command again to resume" in err
-    for method in ("darts", "cmaes"):
-        trials = load_study(f"tiny-s3-{method}", root=root).get_trials()
-        assert [t.state for t in trials] == [TrialState.FAIL], method
-        assert trials[0].user_attrs["fail_reason"] == "interrupted"
+    for method in ("darts", "cmaes"):  # a loaded machine may have finished some trials
+        *finished, interrupted = load_study(f"tiny-s3-{method}", root=root).get_trials()
+        assert all(t.state == TrialState.COMPLETE for t in finished), method
+        assert interrupted.state == TrialState.FAIL, method
+        assert interrupted.user_attrs["fail_reason"] == "interrupted"
