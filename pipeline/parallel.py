@@ -56,8 +56,8 @@ def run_side_by_side(studies: Sequence[StudyConfig], *, jobs: int, root: str | P
                          threads=max(1, torch.get_num_threads() // jobs),
                          log_level=logging.getLogger().getEffectiveLevel())
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    errors: SimpleQueue[str] = context.SimpleQueue()
-    failures: list[str] = []
+    errors: SimpleQueue[tuple[str, str]] = context.SimpleQueue()
+    failures: dict[str, str] = {}
     waiting = list(studies)
     running: list[BaseProcess] = []
     opened: dict[str, optuna.Study] = {}
@@ -72,20 +72,27 @@ def run_side_by_side(studies: Sequence[StudyConfig], *, jobs: int, root: str | P
                     process.start()
                     running.append(process)
                 wait([process.sentinel for process in running], timeout=POLL_S)
-                running = [process for process in running if process.is_alive()]
                 while not errors.empty():
-                    failures.append(errors.get())
+                    name, message = errors.get()
+                    failures[name] = message
+                for child in running:  # one that ended without a word: killed, say
+                    code = child.exitcode
+                    if code:
+                        failures.setdefault(child.name, f"killed by signal {-code}"
+                                            if code < 0 else f"exit code {code}")
+                running = [process for process in running if process.is_alive()]
                 bar.update(sum(_spent(config, settings, opened) for config in studies)
                            - bar.n)
         except BaseException:
             _stop(running)
             raise
     if failures:
-        raise StudyError(f"{len(failures)} of {len(studies)} studies failed: "
-                         + "; ".join(sorted(failures)))
+        raise StudyError(f"{len(failures)} of {len(studies)} studies failed: " + "; ".join(
+            f"{name}: {message}" for name, message in sorted(failures.items())))
 
 
-def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[str]) -> None:
+def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[tuple[str, str]]
+         ) -> None:
     """One study process: log like the parent does, run the study, report a failure."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
     torch.set_num_threads(settings.threads)
@@ -99,10 +106,11 @@ def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[str]) -> 
         run_study(config, root=settings.root, storage=settings.storage,
                   device=settings.device, population=settings.population)
     except KeyboardInterrupt:
+        errors.put((config.name, "interrupted; run the same command again to resume"))
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         message = str(error).splitlines()[0] if str(error) else ""
-        errors.put(redact(f"{config.name}: {type(error).__name__}: {message}"))
+        errors.put((config.name, redact(f"{type(error).__name__}: {message}")))
         sys.exit(1)
 
 
