@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -17,6 +18,8 @@ _PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
 
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728",
                  "RUNNING": "#7f7f7f", "WAITING": "#bcbd22"}
+STATE_DASHES = {"COMPLETE": "solid", "PRUNED": "dot", "FAIL": "dash", "RUNNING": "dashdot"}
+TRIAL_COLOURS = (*plotly.colors.qualitative.D3, *plotly.colors.qualitative.Dark2)
 OP_COLOURS = {"none": "#bbbbbb", "skip_connect": "#d62728", "nor_conv_1x1": "#2ca02c",
               "nor_conv_3x3": "#1f77b4", "avg_pool_3x3": "#ff7f0e", "max_pool_3x3": "#e377c2",
               "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#17becf", "dil_conv_3x3": "#2ca02c",
@@ -36,19 +39,21 @@ def history_figure(history: pd.DataFrame) -> go.Figure:
 
 
 def curves_figure(curves: pd.DataFrame) -> go.Figure:
-    """Validation accuracy per epoch of every trial; an x where a pruned trial stopped."""
+    """Validation accuracy per epoch of every trial, a colour per trial and a dash per state
+    (the legend groups trials by state); an x where a pruned trial stopped."""
     figure = go.Figure()
-    for (number, state), group in curves.groupby(["number", "state"], sort=True):
-        colour = STATE_COLOURS.get(str(state))
-        figure.add_scatter(x=group["epoch"], y=group["valid_acc"], mode="lines",
-                           name=f"trial {number}", line_color=colour, opacity=0.7,
-                           legendgroup=str(state), hovertext=group["genotype"])
-        if state == "PRUNED":
-            last = group.iloc[-1]
-            figure.add_scatter(x=[last["epoch"]], y=[last["valid_acc"]], mode="markers",
-                               marker_symbol="x", marker_size=10, marker_color=colour,
-                               showlegend=False, hoverinfo="skip")
-    return figure.update_layout(xaxis_title="epoch", yaxis_title=ACCURACY)
+    for index, ((number, state), group) in enumerate(
+            curves.groupby(["number", "state"], sort=True)):
+        stop = [0] * (len(group) - 1) + [10 if state == "PRUNED" else 0]
+        figure.add_scatter(x=group["epoch"], y=group["valid_acc"], mode="lines+markers",
+                           name=f"trial {number}", opacity=0.8,
+                           line_color=TRIAL_COLOURS[index % len(TRIAL_COLOURS)],
+                           line_dash=STATE_DASHES.get(str(state), "solid"),
+                           marker=dict(symbol="x", size=stop),
+                           legendgroup=str(state), legendgrouptitle_text=str(state),
+                           hovertext=group["genotype"])
+    return figure.update_layout(xaxis_title="epoch", yaxis_title=ACCURACY,
+                                legend_groupclick="toggleitem")
 
 
 def alpha_figure(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]]
@@ -231,6 +236,7 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
                ("mean_value", "mean validation objective of the trials"),
                ("best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
                ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
+               ("max_cifar10_test", "best of the cells' CIFAR-10 test accuracy (table)"),
                ("retrain_test_acc", "best cell retrained from scratch, test accuracy")]
     grouped = frame.groupby("method", sort=False)
     for column, label in columns:

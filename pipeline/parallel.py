@@ -87,8 +87,17 @@ def run_side_by_side(studies: Sequence[StudyConfig], *, jobs: int, root: str | P
             _stop(running)
             raise
     if failures:
-        raise StudyError(f"{len(failures)} of {len(studies)} studies failed: " + "; ".join(
-            f"{name}: {message}" for name, message in sorted(failures.items())))
+        raise StudyError(failure_line(failures, len(studies)))
+
+
+def failure_line(failures: dict[str, str], studies: int) -> str:
+    """One line naming each failed study with its error; studies that failed alike share
+    their error."""
+    names_by_message: dict[str, list[str]] = {}
+    for name, message in sorted(failures.items()):
+        names_by_message.setdefault(message, []).append(name)
+    return f"{len(failures)} of {studies} studies failed: " + "; ".join(
+        f"{', '.join(names)}: {message}" for message, names in names_by_message.items())
 
 
 def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[tuple[str, str]]

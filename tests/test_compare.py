@@ -65,6 +65,10 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     scored = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(scored) == frame["complete"].sum()
     assert {"supernet_acc", "discrete_acc", "cifar10_test"} <= set(scored.columns)
+    ceiling = scored.groupby(["method", "seed"])["cifar10_test"].max()
+    assert all(row.max_cifar10_test == ceiling[(row.method, row.seed)] >= row.best_cifar10_test
+               for row in frame.itertuples())
+    assert "| CIFAR-10, best of its cells |" in markdown
     last = epochs[epochs["epoch"] == 2]
     assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from pipeline.compare import run_compare
 from pipeline.config import StudyConfig
-from pipeline.parallel import run_side_by_side
+from pipeline.parallel import failure_line, run_side_by_side
 from pipeline.study import StudyError, load_study
 
 CPU = torch.device("cpu")
@@ -98,3 +98,11 @@ def test_an_interrupted_side_by_side_compare_leaves_every_trial_resumable(
         assert all(t.state == TrialState.COMPLETE for t in finished), method
         assert interrupted.state == TrialState.FAIL, method
         assert interrupted.user_attrs["fail_reason"] == "interrupted"
+
+
+def test_studies_that_failed_alike_share_one_error() -> None:
+    failures = {"c-s0-darts": "DatasetError: no folder data", "a-s0-cmaes": "exit code 3",
+                "b-s0-random": "DatasetError: no folder data"}
+    assert failure_line(failures, 4) == (
+        "3 of 4 studies failed: a-s0-cmaes: exit code 3; "
+        "b-s0-random, c-s0-darts: DatasetError: no folder data")

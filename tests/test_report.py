@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -104,6 +105,19 @@ def test_curves_come_from_metrics_files(trials: list, tmp_path: Path) -> None:
     assert curves[["number", "epoch", "valid_acc"]].values.tolist() == [
         [0, 1, 40.0], [0, 2, 80.0], [1, 1, 30.0]]
     assert curves.loc[curves["number"] == 1, "state"].tolist() == ["PRUNED"]
+
+
+def test_learning_curves_tell_trials_apart_and_mark_where_pruning_stopped() -> None:
+    curves = pd.DataFrame({
+        "number": [0, 0, 1, 1, 2, 3], "epoch": [1, 2, 1, 2, 1, 1],
+        "valid_acc": [40.0, 60.0, 41.0, 61.0, 30.0, 20.0], "genotype": CELL,
+        "state": ["COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "FAIL"]})
+    lines = figures.curves_figure(curves).data
+    assert [line.name for line in lines] == ["trial 0", "trial 1", "trial 2", "trial 3"]
+    assert len({line.line.color for line in lines}) == 4
+    assert [line.line.dash for line in lines] == ["solid", "solid", "dot", "dash"]
+    assert [line.legendgroup for line in lines] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert [list(line.marker.size) for line in lines] == [[0, 0], [0, 0], [10], [0]]
 
 
 def test_movement_is_zero_for_a_search_that_stayed(trials: list) -> None:
