@@ -375,6 +375,23 @@ def without_changeable(data: Mapping[str, Any]) -> dict[str, Any]:
     return stripped
 
 
+def with_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config with each setting added since it was written at its default (a new
+    setting's default keeps the behaviour from before it existed)."""
+    defaults = to_dict(StudyConfig(name=str(stored.get("name", ""))))
+    return _fill(stored, defaults)
+
+
+def _fill(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    filled = dict(stored)
+    for key, default in defaults.items():
+        if key not in stored:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(stored[key], Mapping):
+            filled[key] = _fill(stored[key], default)
+    return filled
+
+
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """List the dotted keys whose values differ between two plain configs."""
     changed = []
@@ -402,5 +419,6 @@ __all__ = [
     "from_dict",
     "load",
     "to_dict",
+    "with_defaults",
     "without_changeable",
 ]

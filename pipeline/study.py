@@ -25,7 +25,14 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from pipeline.config import StudyConfig, check_study_name, diff, to_dict, without_changeable
+from pipeline.config import (
+    StudyConfig,
+    check_study_name,
+    diff,
+    to_dict,
+    with_defaults,
+    without_changeable,
+)
 from pipeline.darts import DivergedError
 from pipeline.dashboard import publish_study, serve
 from pipeline.objective import (
@@ -234,7 +241,7 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
-    changed = diff(without_changeable(stored), without_changeable(current))
+    changed = diff(without_changeable(with_defaults(stored)), without_changeable(current))
     if changed and not force:
         raise StudyError(f"study {config.name!r} was created with another config "
                          f"({'; '.join(changed)}); pass --force to continue anyway")

@@ -194,6 +194,20 @@ def test_changed_config_is_refused_unless_forced(tiny_config: StudyConfig,
     assert run_study(more, root=tmp_path, device=CPU).finished == 3
 
 
+def test_a_study_resumes_under_settings_added_after_it_was_created(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    config = _with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1})
+    run_study(config, root=tmp_path, device=CPU)
+    study = load_study("tiny", root=tmp_path)
+    older = study.user_attrs["config"]
+    del older["search"]["train_epochs"]  # as written before the setting existed
+    study.set_user_attr("config", older)
+    assert run_study(_with(config, outer={"n_trials": 2}), root=tmp_path,
+                     device=CPU).finished == 2
+    with pytest.raises(StudyError, match=r"search\.train_epochs: 10 -> 3"):
+        run_study(_with(config, search={"train_epochs": 3}), root=tmp_path, device=CPU)
+
+
 def test_journal_file_storage(tiny_config: StudyConfig, tmp_path: Path) -> None:
     config = _with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1})
     journal = str(tmp_path / "study.log")
