@@ -62,6 +62,7 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     assert "| method | seeds | objective mean |" in markdown
     assert "| epoch 1 | epoch 2 |" in markdown
     assert "| validation signal | Spearman rho | trials |" in markdown
+    assert "| trained |" not in markdown  # no trial trained its cell
     scored = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(scored) == frame["complete"].sum()
     assert {"supernet_acc", "discrete_acc", "cifar10_test"} <= set(scored.columns)
