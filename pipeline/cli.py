@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.figures import ImageExportError
     from pipeline.population import PopulationError
     from pipeline.spaces import GenotypeError
-    from pipeline.study import StudyError, redact
+    from pipeline.storage import StudyError, redact
 
     args = build_parser().parse_args(argv)
     _configure_logging(args)

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from pipeline.config import StudyConfig
 from pipeline.objective import Budget
-from pipeline.study import StudyError, budget_spent, load_study, redact, run_study
+from pipeline.storage import StudyError, redact
+from pipeline.study import budget_spent, load_study, run_study
 
 POLL_S = 5.0
 STOP_GRACE_S = 5.0  # how long an interrupted study may take to leave its trial resumable

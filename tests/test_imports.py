@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data", "darts",
           "population",
           "start", "checkpoint", "train", "evaluate", "figures", "report", "dashboard",
-          "objective", "bench", "study", "parallel", "compare", "cli"]
+          "storage", "objective", "bench", "study", "parallel", "compare", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
              "darts", "population", "start", "checkpoint", "train", "evaluate", "figures"}
 NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from pipeline.compare import run_compare
 from pipeline.config import StudyConfig
 from pipeline.parallel import failure_line, run_side_by_side
-from pipeline.study import StudyError, load_study
+from pipeline.storage import StudyError
+from pipeline.study import load_study
 
 CPU = torch.device("cpu")
 

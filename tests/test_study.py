@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 from pipeline.config import StudyConfig
 from pipeline.darts import DartsSearch
 from pipeline.spaces import NB201Genotype
-from pipeline.study import StudyError, budget_used, load_study, make_storage, run_study
+from pipeline.storage import StudyError, make_storage
+from pipeline.study import budget_used, load_study, run_study
 
 CPU = torch.device("cpu")
 
