@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,10 @@ def save_checkpoint(path: Path, state: Mapping[str, Any], *, meta: Mapping[str, 
     _atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: Path, *, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Load a search state saved for the same ``meta``, without unpickling objects.
+def load_checkpoint(path: Path, *, meta: Mapping[str, Any],
+                    same: Callable[[Mapping[str, Any]], Any] = dict) -> dict[str, Any]:
+    """Load a search state saved for the same ``meta`` (the same once both are passed
+    through ``same``), without unpickling objects.
 
     Raises:
         FileNotFoundError: there is no checkpoint.
@@ -59,7 +61,7 @@ def load_checkpoint(path: Path, *, meta: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(f"{path} has schema {payload.get('schema_version')!r}, "
                               f"expected {SCHEMA_VERSION}")
-    if payload.get("meta") != dict(meta):
+    if not isinstance(payload.get("meta"), dict) or same(payload["meta"]) != same(meta):
         raise CheckpointError(f"{path} belongs to a different trial setup")
     state: dict[str, Any] = payload["state"]
     return state

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,25 @@ def trial_key(number: int) -> str:
     return f"{number:05d}"
 
 
+def without_study(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's meta without what belongs to its study rather than to its search: the
+    study's name and its outer loop."""
+    config = {k: v for k, v in meta["config"].items() if k not in ("name", "outer")}
+    return {**meta, "config": config}
+
+
+def search_key(meta: Mapping[str, Any]) -> str:
+    """A short digest of ``without_study(meta)``: equal for the same search in any study."""
+    text = json.dumps(without_study(meta), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def same_searches(root: Path, meta: Mapping[str, Any], *, besides: Path) -> list[Path]:
+    """The trial folders of the studies under ``root`` that ran the search of ``meta``."""
+    return sorted(path.parent for path in root.glob(f"*/trials/*/search-{search_key(meta)}.id")
+                  if path.parent != besides)
+
+
 class Objective:
     """The callable ``study.optimize`` runs once per trial.
 
@@ -296,8 +317,12 @@ class Objective:
         files = self.state_dir / "trials" / trial_key(number)
         meta = {"config": without_changeable(to_dict(self.config)), "x": x, "seed": seed,
                 "init_seed": init_seed}
-        search = self._resume(self.start_space.decode(x), files, meta)
+        files.mkdir(parents=True, exist_ok=True)
+        (files / f"search-{search_key(meta)}.id").touch()  # how other studies find it
+        search, source = self._resume(self.start_space.decode(x), files, meta)
         trial.set_user_attr("resumed_from_epoch", search.epoch)
+        if source != files:
+            trial.set_user_attr("same_search_as", f"{source.parents[1].name}/{source.name}")
         for record in search.history:
             self._report(trial, record)
         return TrialRun(trial=trial, search=search, files=files, meta=meta)
@@ -339,24 +364,35 @@ class Objective:
             self.data.arch_batches, settings=settings, seed=run.meta["seed"],
             num_classes=self.data.num_classes, in_channels=self.data.in_channels)
 
-    def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]) -> DartsSearch:
-        """The trial's search, from its checkpoint if it has a usable one."""
+    def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]
+                ) -> tuple[DartsSearch, Path]:
+        """The trial's search, resumed from its own checkpoint, else from that of the same
+        search in another study under the same root (compare's method studies share their
+        first search), else fresh; and the trial folder it resumed from."""
         def fresh() -> DartsSearch:
             return build_search(self.config, self.data, start, seed=meta["seed"],
                                 init_seed=meta["init_seed"], device=self.device)
 
         search = fresh()
-        try:
-            search.load_state_dict(load_checkpoint(files / "ckpt.pt", meta=meta))
-        except FileNotFoundError:
-            pass
-        except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
-            logger.warning("restarting trial %s from scratch: %s", files.name, error)
-            search = fresh()  # the failed load may have changed part of it
-        else:
-            logger.info("trial %s resumes after epoch %d", files.name, search.epoch)
-        write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
-        return search
+        for source in (files, *same_searches(self.state_dir.parent, meta, besides=files)):
+            try:
+                search.load_state_dict(load_checkpoint(
+                    source / "ckpt.pt", meta=meta,
+                    same=dict if source == files else without_study))
+            except FileNotFoundError:
+                continue
+            except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
+                logger.warning("trial %s cannot resume from %s: %s", files.name, source, error)
+                search = fresh()  # the failed load may have changed part of it
+                continue
+            logger.info("trial %s resumes after epoch %d%s", files.name, search.epoch,
+                        "" if source == files else f" of the same search in {source}")
+            if source != files:
+                save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta)
+            write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
+            return search, source
+        write_metrics(files / "metrics.jsonl", ())
+        return search, files
 
     def _report(self, trial: optuna.Trial, record: EpochRecord) -> bool:
         """Report an epoch's value to the pruner; a two-objective study has none, since

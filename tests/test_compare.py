@@ -118,6 +118,30 @@ def test_compare_runs_only_the_methods_asked_for(tiny_config: StudyConfig,
     assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["tiny-s3-darts"]
 
 
+def test_method_studies_run_their_shared_first_search_once(tiny_config: StudyConfig,
+                                                           tmp_path: Path) -> None:
+    from pipeline.study import load_study
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(tiny_config.search,
+                                                                         epochs=2))
+    run_compare(config, root=tmp_path / "a", out_dir=tmp_path / "out",
+                device=torch.device("cpu"), only=["random", "cmaes"])
+    random, cmaes = (load_study(f"tiny-s3-{m}", root=tmp_path / "a").get_trials()
+                     for m in ("random", "cmaes"))
+    # both start at plain DARTS' start with the study seed: one search, run by random
+    assert cmaes[0].user_attrs["same_search_as"] == "tiny-s3-random/00000"
+    assert not any("same_search_as" in t.user_attrs for t in random + cmaes[1:])
+    run_compare(config, root=tmp_path / "b", out_dir=tmp_path / "out",
+                device=torch.device("cpu"), only=["cmaes"])
+    alone = load_study("tiny-s3-cmaes", root=tmp_path / "b").get_trials()
+
+    def outcome(trials: list) -> list:
+        return [(t.params, t.values, t.intermediate_values, t.user_attrs["cell"])
+                for t in trials]
+
+    assert outcome(cmaes) == outcome(alone)  # as if it had run the search itself
+
+
 def test_hypervolume_of_a_front() -> None:
     assert hypervolume([(50.0, 0.5)], max_params=1.0) == pytest.approx(25.0)
     # a dominated point adds nothing; a smaller, less accurate cell adds its own strip

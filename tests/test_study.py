@@ -153,7 +153,7 @@ def test_a_corrupt_checkpoint_restarts_its_trial(
     checkpoint = tmp_path / "tiny" / "trials" / "00000" / "ckpt.pt"
     checkpoint.write_bytes(b"not a checkpoint")
     run_study(config, root=tmp_path, device=CPU)
-    assert "restarting trial 00000 from scratch" in caplog.text
+    assert "trial 00000 cannot resume from" in caplog.text
     retry = load_study("tiny", root=tmp_path).get_trials()[-1]
     assert retry.state == TrialState.COMPLETE
     assert [row["epoch"] for row in _metrics(tmp_path, "tiny", "00000")] == [1, 2, 3]
