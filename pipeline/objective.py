@@ -375,10 +375,10 @@ class Objective:
 
         search = fresh()
         for source in (files, *same_searches(self.state_dir.parent, meta, besides=files)):
+            own = source == files
             try:
                 search.load_state_dict(load_checkpoint(
-                    source / "ckpt.pt", meta=meta,
-                    same=dict if source == files else without_study))
+                    source / "ckpt.pt", meta=meta, same=dict if own else without_study))
             except FileNotFoundError:
                 continue
             except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
@@ -386,8 +386,8 @@ class Objective:
                 search = fresh()  # the failed load may have changed part of it
                 continue
             logger.info("trial %s resumes after epoch %d%s", files.name, search.epoch,
-                        "" if source == files else f" of the same search in {source}")
-            if source != files:
+                        "" if own else f" of the same search in {source}")
+            if not own:  # the trial's files are complete without the other study's
                 save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta)
             write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
             return search, source
