@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pipeline import cli
+from pipeline import arguments, cli
 from pipeline.spaces import NB201Genotype
 
 
@@ -290,7 +290,7 @@ def test_search_with_a_population(study_file: Path, capsys: pytest.CaptureFixtur
 
 
 def test_every_command_and_option_explains_itself() -> None:
-    parser = cli.build_parser()
+    parser = arguments.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     missing = [f"{name} {option.option_strings or option.dest}"
                for name, command in [("globaldarts", parser), *commands.choices.items()]

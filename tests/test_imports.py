@@ -12,10 +12,11 @@ PACKAGE = Path(__file__).parents[1] / "pipeline"
 LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data", "darts",
           "population",
           "start", "checkpoint", "train", "evaluate", "figures", "report", "dashboard",
-          "storage", "objective", "bench", "study", "parallel", "compare", "cli"]
+          "storage", "objective", "bench", "study", "parallel", "compare", "arguments", "cli"]
 NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
-             "darts", "population", "start", "checkpoint", "train", "evaluate", "figures"}
-NO_TORCH = {"config", "spaces", "figures", "report", "dashboard"}
+             "darts", "population", "start", "checkpoint", "train", "evaluate", "figures",
+             "arguments"}
+NO_TORCH = {"config", "spaces", "figures", "report", "dashboard", "arguments"}
 
 
 def _imports(module: str) -> set[str]:
