@@ -248,9 +248,9 @@ def search_key(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def same_searches(root: Path, meta: Mapping[str, Any], *, besides: Path) -> list[Path]:
-    """The trial folders of the studies under ``root`` that ran the search of ``meta``."""
-    return sorted(path.parent for path in root.glob(f"*/trials/*/search-{search_key(meta)}.id")
+def same_searches(root: Path, key: str, *, besides: Path) -> list[Path]:
+    """The trial folders of the studies under ``root`` that ran the search ``key`` names."""
+    return sorted(path.parent for path in root.glob(f"*/trials/*/search-{key}.id")
                   if path.parent != besides)
 
 
@@ -318,8 +318,9 @@ class Objective:
         meta = {"config": without_changeable(to_dict(self.config)), "x": x, "seed": seed,
                 "init_seed": init_seed}
         files.mkdir(parents=True, exist_ok=True)
-        (files / f"search-{search_key(meta)}.id").touch()  # how other studies find it
-        search, source = self._resume(self.start_space.decode(x), files, meta)
+        key = search_key(meta)
+        (files / f"search-{key}.id").touch()  # how other studies find it
+        search, source = self._resume(self.start_space.decode(x), files, meta, key)
         trial.set_user_attr("resumed_from_epoch", search.epoch)
         if source != files:
             trial.set_user_attr("same_search_as", f"{source.parents[1].name}/{source.name}")
@@ -364,17 +365,18 @@ class Objective:
             self.data.arch_batches, settings=settings, seed=run.meta["seed"],
             num_classes=self.data.num_classes, in_channels=self.data.in_channels)
 
-    def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any]
+    def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any], key: str
                 ) -> tuple[DartsSearch, Path]:
         """The trial's search, resumed from its own checkpoint, else from that of the same
-        search in another study under the same root (compare's method studies share their
-        first search), else fresh; and the trial folder it resumed from."""
+        search (``key``, the digest of ``meta``) in another study under the same root
+        (compare's method studies share their first search), else fresh; and the trial
+        folder it resumed from."""
         def fresh() -> DartsSearch:
             return build_search(self.config, self.data, start, seed=meta["seed"],
                                 init_seed=meta["init_seed"], device=self.device)
 
         search = fresh()
-        for source in (files, *same_searches(self.state_dir.parent, meta, besides=files)):
+        for source in (files, *same_searches(self.state_dir.parent, key, besides=files)):
             own = source == files
             try:
                 search.load_state_dict(load_checkpoint(
