@@ -14,12 +14,11 @@ from plotly.subplots import make_subplots
 
 from pipeline.spaces import NB201_EDGES, NB201_NODES, NB201Genotype, parse_genotype
 
-_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
-
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728",
                  "RUNNING": "#7f7f7f", "WAITING": "#bcbd22"}
 STATE_DASHES = {"COMPLETE": "solid", "PRUNED": "dot", "FAIL": "dash", "RUNNING": "dashdot"}
 TRIAL_COLOURS = (*plotly.colors.qualitative.D3, *plotly.colors.qualitative.Dark2)
+METHOD_COLOURS = plotly.colors.qualitative.Plotly
 OP_COLOURS = {"none": "#bbbbbb", "skip_connect": "#d62728", "nor_conv_1x1": "#2ca02c",
               "nor_conv_3x3": "#1f77b4", "avg_pool_3x3": "#ff7f0e", "max_pool_3x3": "#e377c2",
               "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#17becf", "dil_conv_3x3": "#2ca02c",
@@ -255,7 +254,7 @@ def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
         "CIFAR-10 test accuracy of the cell (table)", "share of skip_connect + none"))
     for i, (method, rows) in enumerate(means.groupby("method", sort=False)):
-        colour = _PALETTE[i % len(_PALETTE)]
+        colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
         figure.add_scatter(x=rows["epoch"], y=rows["cifar10_test"], name=method,
                            line=dict(color=colour), row=1, col=1)
         figure.add_scatter(x=rows["epoch"], y=rows["skip_share"] + rows["none_share"],
