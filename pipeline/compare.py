@@ -16,7 +16,7 @@ from pipeline import figures
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import load_table, lookup
-from pipeline.objective import epochs_used, trials_used
+from pipeline.objective import counted, epochs_used, trials_used
 from pipeline.parallel import run_side_by_side
 from pipeline.report import best_trial, front_trials, page_html
 from pipeline.spaces import DartsGenotype, NB201Genotype, parse_genotype
@@ -156,6 +156,46 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
     return rows
 
 
+def incumbents(method: str, seed: int, trials: list[Any],
+               table: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The method's pick so far (its best complete trial by its own objective) after each
+    trial that counts against the budget, in the order they finished: the inner epochs
+    spent by then, the pick's value and, with a table, its cell's CIFAR-10 score."""
+    finished = sorted((t for t in trials if counted(t)),
+                      key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
+    rows = []
+    for done in range(1, len(finished) + 1):
+        best = best_trial(finished[:done])
+        if best is None:
+            continue
+        row = {"method": method, "seed": seed, "epochs": epochs_used(finished[:done]),
+               "trials": done, "best_trial": best.number, "best_value": best.values[0]}
+        if table is not None:
+            cell = NB201Genotype.parse(best.user_attrs["cell"])
+            row["best_cifar10_test"] = lookup(table, cell).test_acc["cifar10"]
+        rows.append(row)
+    return rows
+
+
+def incumbent_curve(picks: pd.DataFrame, every: int, budget: int) -> pd.DataFrame:
+    """Each method's pick after every ``every`` inner epochs up to ``budget``: a row per
+    method and mark, with the mean over seeds of the pick's value (and table score) at
+    that spend. A seed with no complete trial yet at a mark is left out of its mean."""
+    columns = [c for c in ("best_value", "best_cifar10_test") if c in picks]
+    rows = []
+    for (method, _seed), runs in picks.groupby(["method", "seed"], sort=False):
+        for mark in range(every, budget + every, every):
+            spent = runs[runs["epochs"] <= mark]
+            if not spent.empty:
+                rows.append({"method": method, "epochs": mark,
+                             **spent.iloc[-1][columns].to_dict()})
+    frame = pd.DataFrame(rows, columns=["method", "epochs", *columns])
+    curve = frame.groupby(["method", "epochs"], sort=False)[columns].mean().reset_index()
+    order = {method: i for i, method in enumerate(picks["method"].unique())}
+    return curve.sort_values(["method", "epochs"], key=lambda c: c.map(order)
+                             if c.name == "method" else c, ignore_index=True)
+
+
 def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device: torch.device,
                 storage: str | None = None, seeds: Sequence[int] | None = None,
                 only: Sequence[str] | None = None, table_path: str | None = None,
@@ -198,6 +238,7 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
     rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     scored: list[dict[str, Any]] = []
+    picks: list[dict[str, Any]] = []
     fronts: list[list[tuple[float, float]]] = []
     largest = 0.0  # the largest cell any method found, the hypervolumes' reference
     for seed, method, method_study in runs:
@@ -215,25 +256,33 @@ def run_compare(config: StudyConfig, *, root: str | Path, out_dir: Path, device:
             epoch_rows += cells_by_epoch(method, seed, trials, table)
             scored += scored_trials(method, seed, trials, table)
         rows.append(row)
+        picks += incumbents(method, seed, trials, table)
         fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
                        for t in front_trials(trials)])
         largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
                                   if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
-    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), out_dir,
-           images=images)
+    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), pd.DataFrame(picks),
+           out_dir, images=images)
     return frame
 
 
 def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
-           scored: pd.DataFrame, out_dir: Path, *, images: bool) -> None:
+           scored: pd.DataFrame, picks: pd.DataFrame, out_dir: Path, *, images: bool) -> None:
     """The comparison's tables (CSV and markdown) and its page of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(frame)
     frame.to_csv(out_dir / "compare.csv", index=False)
     summary.to_csv(out_dir / "summary.csv", index=False)
+    budget = method_config(config, "darts").outer.epoch_budget
     sections = [("Methods side by side", figures.compare_figure(frame))]
+    curve = pd.DataFrame()
+    if not picks.empty:
+        picks.to_csv(out_dir / "incumbents.csv", index=False)
+        curve = incumbent_curve(picks, config.search.epochs, budget)
+        sections.append(("The methods' picks as their budget is spent",
+                         figures.incumbent_figure(curve)))
     agreement = objective_agreement(scored) if not scored.empty else pd.DataFrame()
     if not scored.empty:
         scored.to_csv(out_dir / "trials.csv", index=False)
@@ -241,7 +290,6 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
         epochs.to_csv(out_dir / "epochs.csv", index=False)
         sections.append(("The cells' table score after each epoch",
                          figures.epoch_score_figure(epochs)))
-    budget = method_config(config, "darts").outer.epoch_budget
     seeds = ", ".join(map(str, frame["seed"].unique()))
     settings = [("study", config.name), ("seeds", seeds),
                 ("epoch budget per method and seed", str(budget))]
@@ -249,16 +297,16 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
                                                     sections), encoding="utf-8")
     (out_dir / "compare.md").write_text(
         f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
-        + markdown_tables(frame, summary, epochs, agreement), encoding="utf-8")
+        + markdown_tables(frame, summary, epochs, agreement, curve), encoding="utf-8")
     if images:  # last: the tables are written even where images cannot be
         figures.write_images(sections, out_dir)
 
 
 def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame,
-                    agreement: pd.DataFrame) -> str:
+                    agreement: pd.DataFrame, curve: pd.DataFrame) -> str:
     """The comparison as markdown: a row per method and seed, the mean and spread over
-    seeds, and (with a table) how well each objective ranks the cells and the cells' mean
-    table score after each epoch."""
+    seeds, each method's pick at four points of its budget, and (with a table) how well
+    each objective ranks the cells and the cells' mean table score after each epoch."""
     per_seed = [("method", "method", "{}"), ("seed", "seed", "{}"),
                 ("best_value", "objective", "{:.2f}"), ("cell", "cell", "{}"),
                 ("params_M", "params (M)", "{:.3f}"), ("skip_share", "skip", "{:.2f}"),
@@ -281,6 +329,8 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
                               ("none_share", "none"))
         for stat in ("mean", "std")]
     text += "\nMean and standard deviation over seeds:\n\n" + _markdown(summary, spread)
+    if not curve.empty:
+        text += _pick_tables(curve)
     if not agreement.empty:
         text += ("\nSpearman correlation of what a search can see with the table's CIFAR-10 "
                  "test accuracy, over every complete trial:\n\n" + _markdown(agreement, [
@@ -293,6 +343,29 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
         columns = [("method", "method", "{}")] + [(c, c, "{:.2f}") for c in curve.columns[1:]]
         text += ("\nCIFAR-10 table score of the cell a search would return after each epoch "
                  "(mean over complete trials and seeds):\n\n" + _markdown(curve, columns))
+    return text
+
+
+def _pick_tables(curve: pd.DataFrame) -> str:
+    """The pick's objective (and table score) after each quarter of the budget, rounded
+    to whole searches."""
+    marks = sorted(curve["epochs"].unique())
+    every, budget = marks[0], marks[-1]
+    step = max(1, round(budget / 4 / every)) * every
+    shown = sorted({m for m in marks if m % step == 0} | {budget})
+    text = ""
+    for column, what in (("best_value", "Objective"),
+                         ("best_cifar10_test", "CIFAR-10 table score")):
+        if column not in curve:
+            continue
+        wide = curve[curve["epochs"].isin(shown)].pivot(index="method", columns="epochs",
+                                                        values=column)
+        wide = wide.reindex(curve["method"].unique()).reset_index()
+        wide.columns = ["method", *(f"after {m} epochs" for m in wide.columns[1:])]
+        text += (f"\n{what} of each method's pick (its best trial so far) as its budget is "
+                 "spent (mean over seeds):\n\n" + _markdown(
+                     wide, [("method", "method", "{}"),
+                            *((c, c, "{:.2f}") for c in wide.columns[1:])]))
     return text
 
 

@@ -264,6 +264,24 @@ def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def incumbent_figure(curve: pd.DataFrame) -> go.Figure:
+    """Each method's pick (its best trial so far) against the inner epochs spent: its
+    validation objective and, where scored, its cell's table score; mean over seeds."""
+    panels = [c for c in ("best_value", "best_cifar10_test") if c in curve]
+    titles = {"best_value": "validation objective of the pick",
+              "best_cifar10_test": "CIFAR-10 test accuracy of its cell (table)"}
+    figure = make_subplots(rows=1, cols=len(panels),
+                           subplot_titles=[titles[p] for p in panels])
+    for i, (method, rows) in enumerate(curve.groupby("method", sort=False)):
+        colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
+        for col, panel in enumerate(panels, start=1):
+            figure.add_scatter(x=rows["epochs"], y=rows[panel], name=method, mode="lines",
+                               line=dict(color=colour, shape="hv"), showlegend=col == 1,
+                               row=1, col=col)
+    figure.update_xaxes(title_text="inner epochs spent")
+    return figure
+
+
 class ImageExportError(RuntimeError):
     """Figures cannot be written as images on this machine (no kaleido or no Chrome)."""
 

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import shutil
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.compare import hypervolume, method_config, methods, run_compare
+from pipeline.compare import (
+    hypervolume,
+    incumbent_curve,
+    incumbents,
+    method_config,
+    methods,
+    run_compare,
+)
 from pipeline.config import StudyConfig
 from pipeline.spaces import all_nb201_genotypes
 
@@ -41,7 +51,8 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     assert frame["retrain_test_acc"].between(0, 100).all()
     if CHROMIUM is not None:
         assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
-            "methods-side-by-side.png", "the-cells-table-score-after-each-epoch.png"}
+            "methods-side-by-side.png", "the-cells-table-score-after-each-epoch.png",
+            "the-methods-picks-as-their-budget-is-spent.png"}
     assert list(zip(frame["method"], frame["seed"], strict=True)) == [(m, s) for s in (0, 1)
                                                               for m in methods(config)]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
@@ -70,6 +81,12 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     assert all(row.max_cifar10_test == ceiling[(row.method, row.seed)] >= row.best_cifar10_test
                for row in frame.itertuples())
     assert "| CIFAR-10, best of its cells |" in markdown
+    picks = pd.read_csv(tmp_path / "out" / "incumbents.csv")
+    final = picks.groupby(["method", "seed"], sort=False).last()
+    assert all(final.loc[(row.method, row.seed), "best_trial"] == row.best_trial
+               and final.loc[(row.method, row.seed), "best_cifar10_test"]
+               == row.best_cifar10_test for row in frame.itertuples())
+    assert "| method | after 2 epochs | after 4 epochs | after 6 epochs |" in markdown
     last = epochs[epochs["epoch"] == 2]
     assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2
@@ -166,3 +183,34 @@ def test_two_objective_compare_uses_the_study_sampler(tiny_config: StudyConfig,
     assert frame["front_hypervolume"].between(0, 100).all()
     for cells, best in zip(frame["front_cells"], frame["cell"], strict=True):
         assert best in cells.split(" ; ")  # the most accurate trial is on its front
+
+
+def _finished(number: int, state: TrialState, value: float | None, epochs: int,
+              cell: str, minute: int, **attrs: object) -> FrozenTrial:
+    trial = optuna.trial.create_trial(
+        state=state, value=value, intermediate_values={e: 1.0 for e in range(epochs)},
+        user_attrs={"cell": cell, "eval_params_M": 0.1, "epochs_run": epochs, **attrs})
+    trial.number = number
+    trial.datetime_complete = datetime.datetime(2026, 1, 1, 0, minute)
+    return trial
+
+
+def test_the_pick_follows_the_trials_in_the_order_they_finished() -> None:
+    cells = [g.to_str() for g, _ in zip(all_nb201_genotypes(), range(3), strict=False)]
+    table = pd.DataFrame({"arch_str": cells, "cifar10_test": [80.0, 90.0, 70.0],
+                          "cifar100_test": 0.0, "imagenet16_test": 0.0}).set_index("arch_str")
+    trials = [_finished(0, TrialState.COMPLETE, 40.0, 3, cells[0], minute=5),
+              _finished(1, TrialState.PRUNED, None, 1, cells[1], minute=1),
+              _finished(2, TrialState.COMPLETE, 45.0, 3, cells[1], minute=9),
+              _finished(3, TrialState.FAIL, None, 0, cells[2], minute=2,
+                        fail_reason="interrupted"),
+              _finished(4, TrialState.COMPLETE, 42.0, 3, cells[2], minute=7)]
+    rows = incumbents("cmaes", 0, trials, table)
+    assert [(r["epochs"], r["trials"], r["best_trial"], r["best_cifar10_test"]) for r in rows] \
+        == [(4, 2, 0, 80.0), (7, 3, 4, 70.0), (10, 4, 2, 90.0)]  # the pruned one cost 1
+    other = incumbents("cmaes", 1, trials[:1], table)
+    curve = incumbent_curve(pd.DataFrame(rows + other), every=3, budget=12)
+    assert curve["epochs"].tolist() == [3, 6, 9, 12]
+    # epoch 3: only seed 1 has a pick; epoch 6 on: both seeds (80, then 70 and 90 for seed 0)
+    assert curve["best_cifar10_test"].tolist() == [80.0, 80.0, 75.0, 85.0]
+    assert curve["best_value"].tolist() == [40.0, 40.0, 41.0, 42.5]
