@@ -136,10 +136,8 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         # do not propose the same start points. A lone worker stays reproducible.
         worker_seed = (config.seed * 1_000_003 + os.getpid()) % 2**31
         study.sampler = build_sampler(config, start_space, seed=worker_seed)
-    stored = study.user_attrs.get("config")
-    current = to_dict(config)
-    if stored is None:
-        study.set_user_attr("config", current)
+    if study.user_attrs.get("config") is None:
+        study.set_user_attr("config", to_dict(config))
         study.set_user_attr("versions", _versions())
         study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
                                 "evaluation-network parameters (M)"
@@ -147,13 +145,46 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
-    changed = diff(without_changeable(with_defaults(stored)), without_changeable(current))
+    _check_config(study, config, force=force)
+    return study
+
+
+def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> None:
+    """Refuse to continue a study under another config than it was created with (a
+    setting added since then counts at its default), unless ``force``.
+
+    Raises:
+        StudyError: the config differs and ``force`` is not given.
+    """
+    stored = with_defaults(study.user_attrs["config"])
+    changed = diff(without_changeable(stored), without_changeable(to_dict(config)))
     if changed and not force:
         raise StudyError(f"study {config.name!r} was created with another config "
                          f"({'; '.join(changed)}); pass --force to continue anyway")
     if changed:
         logger.warning("continuing study %s with a changed config: %s", config.name,
                        "; ".join(changed))
+
+
+def _finished_study(config: StudyConfig, storage_url: str, budget: Budget, *,
+                    force: bool) -> optuna.Study | None:
+    """The study, if it exists (opening it creates no file) and has spent its budget: then
+    resuming it runs nothing, and its data need not be loaded. None otherwise.
+
+    Raises:
+        StudyError: it exists with another config (see ``_check_config``).
+    """
+    local = (storage_url.removeprefix("sqlite:///") if storage_url.startswith("sqlite:///")
+             else None if "://" in storage_url else storage_url)
+    if local is not None and not Path(local).exists():
+        return None
+    try:
+        study = optuna.load_study(study_name=config.name, storage=make_storage(storage_url))
+    except KeyError:
+        return None
+    if "config" not in study.user_attrs or budget.has_room(study.get_trials(deepcopy=False), 0):
+        return None
+    _check_config(study, config, force=force)
     return study
 
 
@@ -177,7 +208,8 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
               device: torch.device, force: bool = False, progress: bool = False,
               population: int = 1) -> StudySummary:
-    """Run or resume a study until ``outer.n_trials`` trials count against its budget.
+    """Run or resume a study until ``outer.n_trials`` trials count against its budget. A
+    study that has spent its budget is summarised without loading its data.
 
     With ``population`` K > 1, trials are asked K at a time and their searches run as
     one batched population (first-order DARTS only).
@@ -193,6 +225,10 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         raise PopulationError("populations run eagerly: set search.compile = false")
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
+    budget = Budget.of(config)
+    finished = _finished_study(config, storage_url, budget, force=force)
+    if finished is not None:
+        return summarize(finished, storage_url, directory, budget)
     data = prepare_data(config, device)  # before the storage, which may create files
     outer = config.outer
     study_storage = make_storage(storage_url, max_retries=outer.max_retries,
@@ -207,7 +243,6 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, progress=progress)
-    budget = Budget.of(config)
     with tqdm(total=budget.total, initial=budget_spent(study, budget), desc=config.name,
               unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
         heartbeat = isinstance(study_storage, optuna.storages.RDBStorage)

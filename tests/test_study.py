@@ -209,6 +209,27 @@ def test_a_study_resumes_under_settings_added_after_it_was_created(
         run_study(_with(config, search={"train_epochs": 3}), root=tmp_path, device=CPU)
 
 
+def test_a_finished_study_resumes_without_loading_its_data(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _with(tiny_config, outer={"n_trials": 2}, search={"epochs": 1})
+    first = run_study(config, root=tmp_path, device=CPU)
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr("pipeline.study.prepare_data", no_data)
+    again = run_study(config, root=tmp_path, device=CPU)
+    assert again.finished == 2 and again.best is not None and first.best is not None
+    assert again.best.number == first.best.number
+    with pytest.raises(StudyError, match=r"search\.epochs: 1 -> 2"):
+        run_study(_with(config, search={"epochs": 2}), root=tmp_path, device=CPU)
+    with pytest.raises(AssertionError, match="was loaded"):  # a larger budget: work to do
+        run_study(_with(config, outer={"n_trials": 3}), root=tmp_path, device=CPU)
+    with pytest.raises(AssertionError, match="was loaded"):  # a new study
+        run_study(dataclasses.replace(config, name="other"), root=tmp_path, device=CPU)
+    assert not (tmp_path / "other").exists()
+
+
 def test_journal_file_storage(tiny_config: StudyConfig, tmp_path: Path) -> None:
     config = _with(tiny_config, outer={"n_trials": 1}, search={"epochs": 1})
     journal = str(tmp_path / "study.log")
