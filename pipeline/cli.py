@@ -186,7 +186,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           + f"   ({network_name(genotype)})")
     if args.nb201_table:
         score = lookup(load_table(args.nb201_table), genotype)
-        print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.test_acc.items())
+        print("test acc (%)   " + "  ".join(f"{k} {v:.2f}" for k, v in score.items())
               + f"   (ground truth: {args.nb201_table})")
     return EXIT_OK
 

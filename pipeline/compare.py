@@ -71,7 +71,7 @@ def method_row(method: str, seed: int, trials: list[Any],
                                                              for t in front))
     if table is not None:
         def score(trial: Any) -> dict[str, float]:
-            return lookup(table, NB201Genotype.parse(trial.user_attrs["cell"])).test_acc
+            return lookup(table, NB201Genotype.parse(trial.user_attrs["cell"]))
 
         for dataset, accuracy in score(best).items():
             row[f"best_{dataset}_test"] = accuracy
@@ -117,7 +117,7 @@ def scored_trials(method: str, seed: int, trials: list[Any],
         if trial.state != TrialState.COMPLETE:
             continue
         attrs = trial.user_attrs
-        score = lookup(table, NB201Genotype.parse(attrs["cell"])).test_acc
+        score = lookup(table, NB201Genotype.parse(attrs["cell"]))
         rows.append({"method": method, "seed": seed, "trial": trial.number,
                      "supernet_acc": attrs["supernet_acc"],
                      "discrete_acc": attrs["discrete_acc"],
@@ -151,7 +151,7 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
             genotype = NB201Genotype.parse(cell)
             rows.append({"method": method, "seed": seed, "trial": trial.number,
                          "epoch": epoch, "cell": cell,
-                         "cifar10_test": lookup(table, genotype).test_acc["cifar10"],
+                         "cifar10_test": lookup(table, genotype)["cifar10"],
                          **genotype.op_shares()})
     return rows
 
@@ -172,7 +172,7 @@ def incumbents(method: str, seed: int, trials: list[Any],
                "trials": done, "best_trial": best.number, "best_value": best.values[0]}
         if table is not None:
             cell = NB201Genotype.parse(best.user_attrs["cell"])
-            row["best_cifar10_test"] = lookup(table, cell).test_acc["cifar10"]
+            row["best_cifar10_test"] = lookup(table, cell)["cifar10"]
         rows.append(row)
     return rows
 

@@ -6,7 +6,6 @@ read by a search (no trial, pruner or sampler imports this module).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,15 +20,6 @@ TABLE_COLUMNS = ("arch_str", *(f"{name}_test" for name in NB201_DATASETS))
 
 class TableError(ValueError):
     """A ground-truth table that cannot be read or lacks the needed columns."""
-
-
-@dataclass(frozen=True, slots=True)
-class TableScore:
-    """A cell's ground truth: test accuracy (%) per dataset, and parameters (M)."""
-
-    cell: str
-    test_acc: dict[str, float]
-    params_m: dict[str, float]
 
 
 def count_params(genotype: NB201Genotype | DartsGenotype) -> dict[str, float]:
@@ -65,8 +55,8 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return table.set_index("arch_str")
 
 
-def lookup(table: pd.DataFrame, genotype: NB201Genotype | DartsGenotype) -> TableScore:
-    """The ground truth of a cell.
+def lookup(table: pd.DataFrame, genotype: NB201Genotype | DartsGenotype) -> dict[str, float]:
+    """The ground truth of a cell: its test accuracy (%) per dataset.
 
     Raises:
         TableError: the cell is not in the table (or not an NB201 cell at all).
@@ -77,8 +67,4 @@ def lookup(table: pd.DataFrame, genotype: NB201Genotype | DartsGenotype) -> Tabl
     if cell not in table.index:
         raise TableError(f"cell {cell} is not in the table")
     row = table.loc[cell]
-    return TableScore(
-        cell=cell,
-        test_acc={name: float(row[f"{name}_test"]) for name in NB201_DATASETS},
-        params_m=count_params(genotype),
-    )
+    return {name: float(row[f"{name}_test"]) for name in NB201_DATASETS}
