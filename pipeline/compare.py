@@ -111,7 +111,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def scored_trials(method: str, seed: int, trials: list[Any],
                   table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each complete trial's validation accuracies beside its cell's table scores."""
+    """Each complete trial's validation accuracies beside its cell's table scores, and for
+    a CMA-ES trial the generation that sampled it (none for the queued first trial)."""
     rows = []
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
@@ -119,6 +120,7 @@ def scored_trials(method: str, seed: int, trials: list[Any],
         attrs = trial.user_attrs
         score = lookup(table, NB201Genotype.parse(attrs["cell"]))
         rows.append({"method": method, "seed": seed, "trial": trial.number,
+                     "generation": trial.system_attrs.get("cma:generation"),
                      "supernet_acc": attrs["supernet_acc"],
                      "discrete_acc": attrs["discrete_acc"],
                      "trained_acc": attrs.get("trained_acc"), "params_M": attrs["eval_params_M"],

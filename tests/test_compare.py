@@ -77,6 +77,10 @@ def test_compare_runs_every_method_at_one_budget(tiny_config: StudyConfig,
     scored = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(scored) == frame["complete"].sum()
     assert {"supernet_acc", "discrete_acc", "cifar10_test"} <= set(scored.columns)
+    for _, cma in scored[scored["method"] == "cmaes"].groupby("seed"):
+        assert pd.isna(cma["generation"].iloc[0])  # the queued centre
+        assert (cma["generation"].iloc[1:] == 0).all()  # popsize 4: one generation
+    assert scored.loc[scored["method"] != "cmaes", "generation"].isna().all()
     ceiling = scored.groupby(["method", "seed"])["cifar10_test"].max()
     assert all(row.max_cifar10_test == ceiling[(row.method, row.seed)] >= row.best_cifar10_test
                for row in frame.itertuples())
