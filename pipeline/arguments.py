@@ -23,6 +23,7 @@ SET_HELP = "override a study field, e.g. search.epochs=2 (repeatable)"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: auto, a GPU when there is one)"
 IMAGES_HELP = "also write each figure as a PNG (needs globaldarts[images] and Chrome)"
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; ``args.command`` names the one given."""
     parser = argparse.ArgumentParser(prog="globaldarts", description=DESCRIPTION,

@@ -165,13 +165,14 @@ def incumbents(method: str, seed: int, trials: list[Any],
     spent by then, the pick's value and, with a table, its cell's CIFAR-10 score."""
     finished = sorted((t for t in trials if counted(t)),
                       key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
-    rows = []
-    for done in range(1, len(finished) + 1):
-        best = best_trial(finished[:done])
+    rows, spent, best = [], 0, None
+    for done, trial in enumerate(finished, start=1):
+        spent += epochs_used([trial])
+        best = best_trial([t for t in (best, trial) if t is not None])
         if best is None:
             continue
-        row = {"method": method, "seed": seed, "epochs": epochs_used(finished[:done]),
-               "trials": done, "best_trial": best.number, "best_value": best.values[0]}
+        row = {"method": method, "seed": seed, "epochs": spent, "trials": done,
+               "best_trial": best.number, "best_value": best.values[0]}
         if table is not None:
             cell = NB201Genotype.parse(best.user_attrs["cell"])
             row["best_cifar10_test"] = lookup(table, cell)["cifar10"]
@@ -182,15 +183,15 @@ def incumbents(method: str, seed: int, trials: list[Any],
 def incumbent_curve(picks: pd.DataFrame, every: int, budget: int) -> pd.DataFrame:
     """Each method's pick after every ``every`` inner epochs up to ``budget``: a row per
     method and mark, with the mean over seeds of the pick's value (and table score) at
-    that spend. A seed with no complete trial yet at a mark is left out of its mean."""
+    that spend. A seed with no complete trial yet at a mark is left out of its mean (and
+    a mark no seed has a pick for is empty)."""
     columns = [c for c in ("best_value", "best_cifar10_test") if c in picks]
     rows = []
     for (method, _seed), runs in picks.groupby(["method", "seed"], sort=False):
         for mark in range(every, budget + every, every):
             spent = runs[runs["epochs"] <= mark]
-            if not spent.empty:
-                rows.append({"method": method, "epochs": mark,
-                             **spent.iloc[-1][columns].to_dict()})
+            pick = spent.iloc[-1][columns].to_dict() if not spent.empty else {}
+            rows.append({"method": method, "epochs": mark, **pick})
     frame = pd.DataFrame(rows, columns=["method", "epochs", *columns])
     curve = frame.groupby(["method", "epochs"], sort=False)[columns].mean().reset_index()
     order = {method: i for i, method in enumerate(picks["method"].unique())}

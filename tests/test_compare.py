@@ -213,6 +213,7 @@ def test_the_pick_follows_the_trials_in_the_order_they_finished() -> None:
     assert [(r["epochs"], r["trials"], r["best_trial"], r["best_cifar10_test"]) for r in rows] \
         == [(4, 2, 0, 80.0), (7, 3, 4, 70.0), (10, 4, 2, 90.0)]  # the pruned one cost 1
     other = incumbents("cmaes", 1, trials[:1], table)
+    assert pd.isna(incumbent_curve(pd.DataFrame(rows), every=3, budget=12)).iloc[0, 2:].all()
     curve = incumbent_curve(pd.DataFrame(rows + other), every=3, budget=12)
     assert curve["epochs"].tolist() == [3, 6, 9, 12]
     # epoch 3: only seed 1 has a pick; epoch 6 on: both seeds (80, then 70 and 90 for seed 0)
