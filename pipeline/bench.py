@@ -1,4 +1,5 @@
-"""Benchmarks: time and memory of the inner search on the current device.
+"""Benchmarks of both loops: time and memory of the inner search's iterations and
+epochs on the current device, and the outer loop's cost per trial.
 
 Each measurement runs in a fresh process, so its peak memory is its own.
 """
@@ -10,18 +11,25 @@ import multiprocessing
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.utils.benchmark as benchmark
 
-from pipeline.config import StudyConfig
-from pipeline.darts import DartsSearch
-from pipeline.data import DeviceBatches, ImageSet
-from pipeline.population import Population, StackedSearch
-from pipeline.supernet import Supernet
-from pipeline.supernet_darts import DartsSupernet
+from pipeline.config import ConfigError, StudyConfig
+from pipeline.search import (
+    ArchSettings,
+    DartsSearch,
+    Population,
+    build_search,
+    build_start_space,
+    prepare_data,
+)
+from pipeline.search.data import DeviceBatches, ImageSet
+from pipeline.search.population import StackedSearch
+from pipeline.spaces import get_space
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,52 +68,63 @@ def _random_batches(n: int, batch: int, classes: int, device: torch.device) -> D
                          std=torch.full((3,), 0.25), crop_padding=4, flip=True)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _peak_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order: int,
-                      device: str, warmup: int = 2, iterations: int = 10,
-                      space: str = "nb201", population: int = 1,
-                      precision: str = "fp32", channels_last: bool = True,
-                      compiled: bool = False) -> BenchRecord:
-    """Median wall time of one DARTS iteration of a supernet on random data; with
-    ``population`` K > 1, of one iteration of K first-order searches stacked into one
-    batched computation (``median_ms`` then covers all K).
+def check_iterations(orders: Sequence[int], populations: Sequence[int],
+                     compiled: bool) -> None:
+    """Refuse iteration timings that cannot run.
 
-    ``cells_per_stage`` is NB201's N, or the number of DARTS cells (layers); ``precision``
-    ``bf16`` runs the forward passes in bfloat16 autocast; ``channels_last`` stores the
-    supernet's tensors in that memory format (as ``search.channels_last`` does);
-    ``compiled`` runs the supernet through ``torch.compile`` (as ``search.compile`` does);
-    it compiles during the first warm-up iteration."""
-    dev = torch.device(device)
-    batches = _random_batches(2 * batch, batch, 10, dev)
+    Raises:
+        ConfigError: a population size below 1; a population above 1 with second order or
+            compiling (populations run first-order DARTS, eagerly).
+    """
+    if any(k < 1 for k in populations) or (max(populations) > 1 and 2 in orders):
+        raise ConfigError("--population takes sizes >= 1; above 1 it needs --order 1 "
+                          "(populations run first-order DARTS)")
+    if max(populations) > 1 and compiled:
+        raise ConfigError("--mode compiled times single searches; populations run eagerly")
+
+
+def _searches(config: StudyConfig, batches: DeviceBatches, *, order: int, population: int,
+              channels_last: bool, compiled: bool, device: torch.device) -> list[DartsSearch]:
+    """``population`` searches of the study's supernet on ``batches``, from seeds 0, 1, ..."""
     searches = []
     for k in range(population):
         torch.manual_seed(k)
-        net: Supernet | DartsSupernet
-        if space == "darts":
-            net = DartsSupernet(channels=channels, layers=cells_per_stage, num_classes=10,
-                                in_channels=3)
-        else:
-            net = Supernet(channels=channels, cells_per_stage=cells_per_stage,
-                           num_classes=10, in_channels=3)
-        net = net.to(dev)
+        net = get_space(config.space.name).supernet(config.space, num_classes=10,
+                                                    in_channels=3).to(device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
-        searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches,
-                                    seed=k, epochs=1, order=order,
-                                    bf16=precision == "bf16",
+        searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=k,
+                                    epochs=1, arch_settings=ArchSettings(order=order),
+                                    bf16=config.search.precision == "bf16",
                                     compile_backend="inductor" if compiled else None))
+    return searches
+
+
+def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: int = 2,
+                      iterations: int = 10, population: int = 1, channels_last: bool = True,
+                      compiled: bool = False) -> BenchRecord:
+    """Median wall time of one DARTS iteration (an architecture step and a weight step) of
+    the study's supernet at its batch size and precision, on random 32x32 images; with
+    ``population`` K > 1, of one iteration of K first-order searches stacked into one
+    batched computation (``median_ms`` then covers all K).
+
+    ``channels_last`` stores the supernet's tensors in that memory format (as
+    ``search.channels_last`` does); ``compiled`` runs the supernet through ``torch.compile``
+    (as ``search.compile`` does); it compiles during the first warm-up iteration. Timed
+    with ``torch.utils.benchmark.Timer`` (it synchronises the GPU around every
+    iteration), at this process's thread count."""
+    dev = torch.device(device)
+    batch = config.search.batch_size
+    batches = _random_batches(2 * batch, batch, 10, dev)
+    searches = _searches(config, batches, order=order, population=population,
+                         channels_last=channels_last, compiled=compiled, device=dev)
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
-    step: Callable[[], object]
     if population == 1:
         search = searches[0]
 
@@ -119,28 +138,24 @@ def measure_iteration(*, channels: int, cells_per_stage: int, batch: int, order:
         def step() -> None:
             stack.arch_step(stacked[2], stacked[3])
             stack.weight_step(stacked[0], stacked[1])
-    times = []
-    for i in range(warmup + iterations):
-        _synchronize(dev)
-        started = time.perf_counter()
+    for _ in range(warmup):
         step()
-        _synchronize(dev)
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    median_ms = 1000 * statistics.median(times)
-    return BenchRecord(kind="iteration", space=space, order=order, batch=batch,
-                       population=population, precision=precision,
-                       channels_last=channels_last, compiled=compiled, channels=channels,
-                       cells_per_stage=cells_per_stage, device=str(dev), median_ms=median_ms,
-                       peak_mem_mib=_peak_mib(dev), torch_version=torch.__version__,
+    timer = benchmark.Timer("step()", globals={"step": step},
+                            num_threads=torch.get_num_threads())
+    median_ms = 1000 * statistics.median(timer.timeit(1).mean for _ in range(iterations))
+    return BenchRecord(kind="iteration", space=config.space.name, order=order, batch=batch,
+                       population=population, precision=config.search.precision,
+                       channels_last=channels_last, compiled=compiled,
+                       channels=config.space.channels,
+                       cells_per_stage=get_space(config.space.name).depth(config.space),
+                       device=str(dev), median_ms=median_ms, peak_mem_mib=_peak_mib(dev),
+                       torch_version=torch.__version__,
                        member_iterations_per_s=1000 * population / median_ms)
 
 
 def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     """Wall time of one search epoch of a study (data pipeline and measuring included),
     and the trials per hour that gives at the study's epochs."""
-    from pipeline.objective import build_search, build_start_space, prepare_data
-
     dev = torch.device(device)
     data = prepare_data(config, dev)
     space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
@@ -155,8 +170,8 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
                        channels_last=config.search.channels_last,
                        compiled=config.search.compile,
                        channels=config.space.channels,
-                       cells_per_stage=config.space.cells_per_stage, device=str(dev),
-                       median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
+                       cells_per_stage=get_space(config.space.name).depth(config.space),
+                       device=str(dev), median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
                        torch_version=torch.__version__,
                        trials_per_hour=3600 / (epoch_s * config.search.epochs))
 

@@ -222,6 +222,49 @@ class OuterConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetrainConfig:
+    """Training a found cell's evaluation network from scratch (``evaluate``, ``compare
+    --retrain-epochs``). A setting left out takes the cell space's published protocol
+    (NB201: 200 epochs of batch 256, SGD 0.1 cosine, weight decay 5e-4, C=16, N=5; DARTS:
+    600 epochs of batch 96, SGD 0.025, weight decay 3e-4, C=36, 20 cells, auxiliary head
+    0.4, drop path 0.2, cutout 16). Augmentation follows ``[data]``."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    channels: int | None = None
+    cells: int | None = None
+    auxiliary_weight: float | None = None
+    drop_path: float | None = None
+    cutout: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "channels", "cells"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"retrain.{name}", "must be >= 1", value)
+        for name in ("lr", "grad_clip"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"retrain.{name}", "must be > 0", value)
+        for name in ("momentum", "weight_decay", "auxiliary_weight", "cutout"):
+            value = getattr(self, name)
+            _check(value is None or value >= 0, f"retrain.{name}", "must be >= 0", value)
+        _check(self.drop_path is None or 0 <= self.drop_path < 1, "retrain.drop_path",
+               "must be in [0, 1)", self.drop_path)
+
+    def overrides(self) -> dict[str, int | float]:
+        """The settings the study file gives (the rest follow the space's protocol)."""
+        return {name: getattr(self, name) for name in _field_names(self)
+                if getattr(self, name) is not None}
+
+
+def _field_names(instance: object) -> list[str]:
+    return [f.name for f in dataclasses.fields(instance)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StudyConfig:
     """Everything that defines a study; stored with it so that a resume can check it."""
 
@@ -232,6 +275,7 @@ class StudyConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     start: StartConfig = field(default_factory=StartConfig)
     outer: OuterConfig = field(default_factory=OuterConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self) -> None:
         check_study_name(self.name)
@@ -298,6 +342,18 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
     return from_dict(data)
 
 
+def with_overrides(config: StudyConfig, overrides: Iterable[str]) -> StudyConfig:
+    """The config with ``section.key=value`` overrides applied and validated.
+
+    Raises:
+        ConfigError: a key or value is invalid.
+    """
+    data = to_dict(config)
+    for override in overrides:
+        apply_override(data, override)
+    return from_dict(data)
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Set ``section.key=value`` in raw study data; the value is read as a TOML value,
     or as a plain string when it is not one."""
@@ -350,6 +406,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return float(value)
     elif hint is str:
         _check(isinstance(value, str), key, "must be a string", value)
+    elif isinstance(hint, types.UnionType) and type(None) in hint.__args__:  # int | None
+        (inner,) = (arg for arg in hint.__args__ if arg is not type(None))
+        return None if value is None else _coerce(inner, value, key)
     elif isinstance(hint, types.UnionType):  # str | tuple[str, ...]
         _check(isinstance(value, str) or (isinstance(value, list) and all(
             isinstance(v, str) for v in value)), key, "must be a string or a list of strings",
@@ -409,6 +468,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "OuterConfig",
+    "RetrainConfig",
     "SearchConfig",
     "SpaceConfig",
     "StartConfig",
@@ -420,5 +480,6 @@ __all__ = [
     "load",
     "to_dict",
     "with_defaults",
+    "with_overrides",
     "without_changeable",
 ]

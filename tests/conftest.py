@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import os
+import platform
+
+# Pin ATen's x86 kernels to AVX2 (before torch loads), so that float results, and the tests
+# that compare a batched population with lone searches, agree on every x86 machine: with
+# AVX-512 kernels, grouped and single convolutions round differently, and a few DARTS steps
+# amplify that into other cells.
+if platform.machine() in ("x86_64", "AMD64"):
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -57,3 +67,31 @@ def _toml(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     return repr(value)
+
+
+def _run_compare(config: StudyConfig, *, root: Path, out_dir: Path, device: torch.device,
+                 seeds: int = 1, only: list[str] | None = None, table_path: str | None = None,
+                 retrain_epochs: int = 0, population: int = 1, jobs: int = 1,
+                 images: bool = False, storage: str | None = None) -> pd.DataFrame:
+    """What ``globaldarts compare`` does with a config: check the table, run each method's
+    studies, tabulate them."""
+    from pipeline.outer import method_studies, run_methods
+    from pipeline.results.compare import compare_studies
+    from pipeline.results.ground_truth import check_scored, load_table
+    from pipeline.spaces import get_space
+
+    table = None
+    if table_path:
+        check_scored(get_space(config.space.name))
+        table = load_table(table_path)
+    studies = method_studies(config, seeds=seeds, only=only)
+    run_methods(studies, root=root, device=device, storage=storage, jobs=jobs,
+                population=population)
+    return compare_studies(config, studies, root=root, out_dir=out_dir, storage=storage,
+                           table=table, retrain_epochs=retrain_epochs, device=device,
+                           images=images)
+
+
+@pytest.fixture
+def run_compare() -> Callable[..., pd.DataFrame]:
+    return _run_compare

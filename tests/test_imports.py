@@ -1,5 +1,6 @@
-"""Imports point one way: low-level modules never import Optuna, the CLI or each other's
-callers; the report never imports torch."""
+"""Imports point one way, package by package: spaces -> search -> outer -> results -> cli,
+with config and checkpoint beneath them all. The inner search never sees Optuna, results
+never run a search, and the report's modules never load torch."""
 
 from __future__ import annotations
 
@@ -9,40 +10,68 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "pipeline"
-LAYERS = ["config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data", "darts",
-          "population",
-          "start", "checkpoint", "train", "evaluate", "figures", "report", "dashboard",
-          "storage", "objective", "bench", "study", "parallel", "compare", "arguments", "cli"]
-NO_OPTUNA = {"config", "spaces", "ops", "networks", "supernet", "supernet_darts", "data",
-             "darts", "population", "start", "checkpoint", "train", "evaluate", "figures",
-             "arguments"}
-NO_TORCH = {"config", "spaces", "figures", "report", "dashboard", "arguments"}
+# Each part of the package and what it may import from the package (itself included).
+MAY_IMPORT = {
+    "config": set(),
+    "checkpoint": set(),
+    "spaces": {"spaces"},
+    "search": {"config", "checkpoint", "spaces", "search"},
+    "outer": {"config", "checkpoint", "spaces", "search", "outer"},
+    "bench": {"config", "spaces", "search", "outer"},
+    "results": {"config", "checkpoint", "spaces", "search", "outer", "results"},
+    "cli": {"config", "checkpoint", "spaces", "search", "outer", "results", "bench", "cli"},
+}
+NO_OPTUNA = {"config", "checkpoint", "spaces", "search"}
+# Names that run a search: results read finished studies and never call them.
+RUNS_A_SEARCH = {"run_study", "run_methods", "run_trials", "run_side_by_side", "DartsSearch",
+                 "Population", "build_search", "Objective"}
+NO_TORCH = {"config.py", "results/report.py", "results/figures.py", "results/tables.py",
+            "results/dashboard.py", "spaces/nb201/genotype.py", "spaces/darts/genotype.py"}
+MODULES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
 
 
-def _imports(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    names: set[str] = set()
+def _part(module: str) -> str:
+    """The part of the package a module (a path under ``pipeline/``) belongs to."""
+    return module.split("/")[0].removesuffix(".py")
+
+
+def _imports(module: str) -> list[tuple[str, list[str]]]:
+    """(imported module, names imported from it) for every import in a module."""
+    tree = ast.parse((PACKAGE / module).read_text())
+    found: list[tuple[str, list[str]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
+            found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
 
 
-@pytest.mark.parametrize("module", LAYERS)
+@pytest.mark.parametrize("module", [m for m in MODULES if _part(m) not in ("__init__",
+                                                                         "__main__")])
 def test_imports_point_down(module: str) -> None:
+    part = _part(module)
     imported = _imports(module)
-    internal = {name.split(".")[1] for name in imported if name.startswith("pipeline.")}
-    later = set(LAYERS[LAYERS.index(module):])
-    assert not internal & later - {"__init__"}, f"{module} imports {internal & later}"
-    roots = {name.split(".")[0] for name in imported}
-    if module in NO_OPTUNA:
-        assert "optuna" not in roots
+    internal = {name.split(".")[1] for name, _ in imported
+                if name.startswith("pipeline.") and name != "pipeline.__init__"}
+    assert internal <= MAY_IMPORT[part], f"{module} imports {internal - MAY_IMPORT[part]}"
+    roots = {name.split(".")[0] for name, _ in imported}
+    if part in NO_OPTUNA:
+        assert not roots & {"optuna", "optuna_dashboard"}, f"{module} imports Optuna"
+    if part == "results":
+        names = {n for name, names in imported if name.startswith("pipeline.") for n in names}
+        assert not names & RUNS_A_SEARCH, f"{module} runs a search: {names & RUNS_A_SEARCH}"
     if module in NO_TORCH:
-        assert not roots & {"torch", "torchvision"}
+        assert not roots & {"torch", "torchvision"}, f"{module} imports torch"
 
 
-def test_every_module_is_layered() -> None:
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    assert modules == set(LAYERS)
+def test_every_module_belongs_to_a_part() -> None:
+    parts = {_part(m) for m in MODULES} - {"__init__", "__main__"}
+    assert parts == set(MAY_IMPORT)
+
+
+def test_the_config_knows_every_cell_space() -> None:
+    from pipeline.config import SPACES as CONFIG_SPACES
+    from pipeline.spaces import SPACES
+
+    assert CONFIG_SPACES == tuple(SPACES)

@@ -1,0 +1,87 @@
+"""``globaldarts compare``: plain DARTS, random starts and CMA-ES starts at one budget."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from pipeline.cli.options import (
+    device_options,
+    pick_device,
+    report_options,
+    set_options,
+    show_progress,
+    storage_options,
+    whole_number,
+)
+from pipeline.cli.search import population_options, raise_terminated
+
+
+class Compare:
+    name = "compare"
+    help = "plain DARTS vs random vs CMA-ES starts"
+    parents = (set_options, device_options, population_options, report_options,
+               storage_options)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study", help="study file")
+        parser.add_argument("--nb201-table", help="score each method's cells in this "
+                                                  "NAS-Bench-201 ground-truth CSV")
+        parser.add_argument("--retrain-epochs", type=whole_number(0), default=0,
+                            help="also train each method's best cell from scratch this long")
+        parser.add_argument("--seeds", type=whole_number(1), default=1,
+                            help="run each method with this many study seeds, from the "
+                            "file's seed up (default 1)")
+        parser.add_argument("--methods", nargs="+", metavar="METHOD",
+                            help="run only these of darts, random and cmaes (or the study's "
+                            "sampler in a two-objective comparison)")
+        parser.add_argument("--jobs", type=whole_number(1), default=1, metavar="N",
+                            help="run N of the method-and-seed studies side by side, each in "
+                            "its own process with 1/N of the CPU threads (default 1)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from pipeline.config import load
+        from pipeline.outer import method_studies, run_methods
+        from pipeline.results.compare import compare_studies
+        from pipeline.results.dashboard import DashboardPublisher
+        from pipeline.results.ground_truth import check_scored, load_table
+        from pipeline.spaces import get_space
+
+        config = load(args.study, args.set)
+        signal.signal(signal.SIGTERM, raise_terminated)
+        table = None
+        if args.nb201_table:  # a bad table stops the comparison before any search
+            check_scored(get_space(config.space.name))
+            table = load_table(args.nb201_table)
+        device, progress = pick_device(args.device), show_progress(args)
+        studies = method_studies(config, seeds=args.seeds, only=args.methods)
+        run_methods(studies, root=args.root, device=device, storage=args.storage,
+                    jobs=args.jobs, population=args.population, progress=progress,
+                    publisher=DashboardPublisher())
+        out_dir = Path(args.out) / config.name
+        frame = compare_studies(config, studies, root=args.root, out_dir=out_dir,
+                                storage=args.storage, table=table,
+                                retrain_epochs=args.retrain_epochs, device=device,
+                                progress=progress, images=args.images)
+        _print_tables(frame, seeds=args.seeds)
+        print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
+        print(f"figure         {out_dir / 'compare.html'}")
+        if args.images:
+            print(f"images         {out_dir}/*.png")
+        return 0
+
+
+def _print_tables(frame: object, *, seeds: int) -> None:
+    import pandas as pd
+
+    from pipeline.results.compare import summarise
+
+    assert isinstance(frame, pd.DataFrame)
+    with pd.option_context("display.width", 250, "display.max_columns", 60,
+                           "display.max_colwidth", 120, "display.float_format",
+                           "{:.3f}".format):
+        shown = frame.drop(columns=["front_cells"], errors="ignore")  # long: see the CSV
+        print(shown.set_index(["method", "seed"]).T.to_string())
+        if seeds > 1:
+            print(summarise(frame).set_index("method").T.to_string())

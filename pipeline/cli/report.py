@@ -1,0 +1,31 @@
+"""``globaldarts report``: a study's HTML report and trials table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.cli.options import DEFAULT_STUDY, report_options, storage_options
+
+
+class Report:
+    name = "report"
+    help = "write a study's HTML report"
+    parents = (report_options, storage_options)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from pipeline.outer import load_study
+        from pipeline.outer.study import state_dir
+        from pipeline.results.report import write_report
+
+        study = load_study(args.name, root=args.root, storage=args.storage)
+        path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name,
+                            images=args.images)
+        print(f"report         {path}")
+        print(f"trials table   {path.with_name('trials.csv')}")
+        if args.images:
+            print(f"images         {path.parent}/*.png")
+        return 0

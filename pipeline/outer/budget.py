@@ -1,0 +1,77 @@
+"""What a study may spend, and what its trials have spent: trials, or inner epochs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import StudyConfig
+from pipeline.outer.trials import INTERRUPTED, SURPLUS
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Whether a trial counts against the budget: a finished one, or a failure the search
+    decided (a diverged search). An interrupted trial is resumed, and a surplus one never
+    ran, so neither counts."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    reason = trial.user_attrs.get("fail_reason")
+    return trial.state == TrialState.FAIL and reason not in (None, INTERRUPTED, SURPLUS)
+
+
+def trials_used(trials: Sequence[FrozenTrial]) -> int:
+    """How many trials count against a study's budget (see ``counted``)."""
+    return sum(counted(trial) for trial in trials)
+
+
+def epochs_used(trials: Sequence[FrozenTrial]) -> int:
+    """Inner epochs run by the trials that count against the budget."""
+    return sum(int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+               for t in trials if counted(t))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What a study may spend: ``trials``, or, when ``epochs`` > 0, that many inner epochs
+    (a pruned trial spends only the epochs it ran, so pruning buys more trials)."""
+
+    trials: int
+    epochs: int = 0
+    epochs_per_trial: int = 1
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> Budget:
+        return cls(config.outer.n_trials, config.outer.epoch_budget, config.search.epochs)
+
+    @property
+    def total(self) -> int:
+        return self.epochs or self.trials
+
+    @property
+    def cost(self) -> int:
+        """What a trial about to start may spend."""
+        return self.epochs_per_trial if self.epochs else 1
+
+    def spent(self, trials: Sequence[FrozenTrial]) -> int:
+        return epochs_used(trials) if self.epochs else trials_used(trials)
+
+    def has_room(self, trials: Sequence[FrozenTrial], running: int) -> bool:
+        """Whether one more trial fits beside ``running`` trials that may spend it all."""
+        return self.spent(trials) + (running + 1) * self.cost <= self.total
+
+
+def is_surplus(trial: optuna.Trial, budget: Budget) -> bool:
+    """Whether the budget is already taken without this trial: by finished trials and by
+    the running trials that started before it (workers can ask for trials at once)."""
+    trials = trial.study.get_trials(deepcopy=False)
+    earlier_running = sum(t.state == TrialState.RUNNING and t.number < trial.number
+                          for t in trials)
+    return not budget.has_room(trials, earlier_running)
+
+
+def budget_spent(study: optuna.Study, budget: Budget) -> int:
+    """How much of ``budget`` the study's finished trials have spent."""
+    return min(budget.spent(study.get_trials(deepcopy=False)), budget.total)

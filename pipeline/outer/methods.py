@@ -1,0 +1,88 @@
+"""Plain DARTS, random starts and the global sampler on one study file, at one compute
+budget: a study per method and seed, run in turn or side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.config import ConfigError, StudyConfig
+from pipeline.outer.objective import Publisher
+from pipeline.outer.parallel import run_side_by_side
+from pipeline.outer.study import run_study
+
+
+@dataclass(frozen=True, slots=True)
+class MethodStudy:
+    """One method's study for one study seed."""
+
+    method: str
+    seed: int
+    config: StudyConfig
+
+
+def methods(config: StudyConfig) -> tuple[str, ...]:
+    """Plain DARTS, random starts, and the global sampler: CMA-ES, or for a two-objective
+    study (which CMA-ES cannot run) the study file's own sampler."""
+    chosen = config.outer.sampler if config.search.multi_objective else "cmaes"
+    return tuple(dict.fromkeys(("darts", "random", chosen)))
+
+
+def method_config(config: StudyConfig, method: str, seed: int | None = None) -> StudyConfig:
+    """The study for one method and study seed (the file's by default): its own name
+    (``NAME-sSEED-METHOD``) and sampler, and the shared epoch budget (``outer.epoch_budget``,
+    or by default what ``outer.n_trials`` unpruned trials cost)."""
+    seed = config.seed if seed is None else seed
+    epochs = config.outer.epoch_budget or config.outer.n_trials * config.search.epochs
+    outer = dataclasses.replace(config.outer, sampler=method, epoch_budget=epochs,
+                                n_trials=epochs)  # the epochs bind first
+    return dataclasses.replace(config, name=f"{config.name}-s{seed}-{method}", seed=seed,
+                               outer=outer)
+
+
+def method_studies(config: StudyConfig, *, seeds: int = 1,
+                   only: Sequence[str] | None = None) -> list[MethodStudy]:
+    """The studies of a comparison: each method (or those in ``only``) for each of
+    ``seeds`` study seeds from the file's seed up, seed by seed.
+
+    Raises:
+        ConfigError: ``seeds`` is below 1, or ``only`` names a method this comparison
+            does not run.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: it must be >= 1")
+    chosen = methods(config)
+    unknown = sorted(set(only or ()) - set(chosen))
+    if unknown:
+        raise ConfigError(f"--methods {unknown[0]!r}: this comparison runs "
+                          f"{', '.join(chosen)}")
+    return [MethodStudy(method, seed, method_config(config, method, seed))
+            for seed in range(config.seed, config.seed + seeds)
+            for method in chosen if only is None or method in only]
+
+
+def run_methods(studies: Sequence[MethodStudy], *, root: str | Path, device: torch.device,
+                storage: str | None = None, jobs: int = 1, population: int = 1,
+                progress: bool = False, publisher: Publisher | None = None) -> None:
+    """Run (or resume) every study, one after another, or ``jobs`` side by side, each in
+    its own process (see ``run_side_by_side``); all in ``storage`` (by default, a database
+    per study).
+
+    Raises:
+        ConfigError: ``jobs`` is below 1.
+        StudyError: side by side, some studies failed (the others ran to the end).
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: it must be >= 1")
+    configs = [study.config for study in studies]
+    if jobs > 1:
+        run_side_by_side(configs, jobs=jobs, root=root, storage=storage, device=device,
+                         population=population, progress=progress, publisher=publisher)
+        return
+    for config in configs:
+        run_study(config, root=root, storage=storage, device=device, progress=progress,
+                  population=population, publisher=publisher)

@@ -1,0 +1,169 @@
+"""The one way a trial runs: asked from the study, its search run alone or beside others
+as a batched population, told how it ended; with heartbeats while it runs and its failure
+reason recorded however it ends."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import warnings
+from collections.abc import Iterator
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from pipeline.outer.budget import Budget
+from pipeline.outer.objective import Objective, TrialRun
+from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
+from pipeline.search import DivergedError, Population
+
+
+def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
+               objective: Objective, size: int, *, progress: bool = False) -> None:
+    """Ask up to ``size`` trials (as many as the budget has room for) and run their
+    searches, side by side as batched populations, one per starting epoch (a resumed
+    trial runs with the trials resumed at the same epoch). Every trial is told its
+    outcome; on an interruption the unfinished ones are failed as interrupted, so they
+    resume later, and on an unexpected error they are failed with its message before it
+    propagates.
+
+    Until a trial has completed, one trial runs at a time: CMA-ES learns the search
+    space from a complete trial and would sample the others at random. On a storage with
+    heartbeats (``storage``), the running trials keep one, so a killed worker's trials are
+    failed and retried.
+    """
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        size = 1
+    runs: list[TrialRun] = []
+    try:
+        runs = _ask(study, objective, size)
+        with _heartbeats(study, storage, [run.trial.number for run in runs]):
+            for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
+                                              key=lambda r: r.search.epoch):
+                _run_population(study, objective, list(group), progress=progress)
+    except BaseException as error:  # an interruption, or a failure none of them expects
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        for run in runs:
+            if states[run.trial.number] == TrialState.RUNNING:
+                _tell_failed(study, run.trial, error)
+        raise
+
+
+def _ask(study: optuna.Study, objective: Objective, size: int) -> list[TrialRun]:
+    """Up to ``size`` new trials, set up; a trial the budget has no room for is told as a
+    surplus failure and ends the asking."""
+    budget = Budget.of(objective.config)
+    runs: list[TrialRun] = []
+    try:
+        for _ in range(size):
+            trials = study.get_trials(deepcopy=False)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if runs and not budget.has_room(trials, running):
+                break
+            with warnings.catch_warnings():  # heartbeats are kept by _heartbeats
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            try:
+                runs.append(objective.begin(trial))
+            except SurplusTrialError:
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            except BaseException as error:
+                _tell_failed(study, trial, error)
+                raise
+    except BaseException as error:
+        for run in runs:
+            _tell_failed(study, run.trial, error)
+        raise
+    return runs
+
+
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
+    trial.set_user_attr("fail_reason", failure_reason(error))
+    study.tell(trial, state=TrialState.FAIL)
+
+
+@contextlib.contextmanager
+def _heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                numbers: list[int]) -> Iterator[None]:
+    """Record a heartbeat for each of the trials ``numbers`` every heartbeat interval
+    while the block runs (asked trials have none of their own). Nothing happens on a
+    storage without heartbeats."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or not numbers:
+        yield
+        return
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                 for number in numbers]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialRun], *,
+                    progress: bool) -> None:
+    """Run searches at one epoch side by side; tell each trial how it ended."""
+    population = Population([run.search for run in runs])
+    by_search = {id(run.search): run for run in runs}
+    first = runs[0].search
+    names = ", ".join(str(run.trial.number) for run in runs)
+
+    def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
+        if reason is not None:
+            run.trial.set_user_attr("fail_reason", reason)
+        study.tell(run.trial, state=state)
+        population.drop(run.search)
+
+    with tqdm(total=first.epochs, initial=first.epoch, unit="epoch", leave=False,
+              desc=f"trial{'s' if len(runs) > 1 else ''} {names}", disable=not progress) as bar:
+        while not population.finished:
+            members = list(population.members)
+            try:
+                results = population.run_epoch()
+            except torch.OutOfMemoryError as error:
+                for member in members:
+                    end(by_search[id(member)], TrialState.FAIL, failure_reason(error))
+                return
+            for member, result in zip(members, results, strict=True):
+                run = by_search[id(member)]
+                if isinstance(result, DivergedError):
+                    end(run, TrialState.FAIL, failure_reason(result))
+                    continue
+                try:
+                    objective.after_epoch(run, result)
+                except optuna.TrialPruned:
+                    end(run, TrialState.PRUNED)
+            bar.update(1)
+    for member in list(population.members):
+        _finish(study, objective, by_search[id(member)])
+
+
+def _finish(study: optuna.Study, objective: Objective, run: TrialRun) -> None:
+    """Record a search that ran to its end and tell the trial its value; a failure that
+    ends one trial (out of memory while training its cell, say) fails it with its reason."""
+    try:
+        value = objective.end(run)
+    except TRIAL_FAILURES as error:
+        _tell_failed(study, run.trial, error)
+        return
+    study.tell(run.trial, values=list(value) if isinstance(value, tuple) else value)

@@ -1,0 +1,365 @@
+"""The outer loop: an Optuna study of start points, opened or resumed, run until its
+budget is spent, summarised."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
+
+from pipeline.config import (
+    StudyConfig,
+    check_study_name,
+    diff,
+    from_dict,
+    to_dict,
+    with_defaults,
+    without_changeable,
+)
+from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
+from pipeline.outer.objective import Objective, Publisher
+from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.runner import run_trials
+from pipeline.outer.sampling import build_pruner, build_sampler
+from pipeline.outer.storage import StudyError, default_storage, make_storage, redact
+from pipeline.outer.trials import INTERRUPTED, original_number
+from pipeline.search import PopulationError, StartSpace, build_start_space, prepare_data
+
+logger = logging.getLogger(__name__)
+
+STORAGE_CONFLICTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """Where a study stands after a run."""
+
+    name: str
+    storage: str
+    state_dir: Path
+    finished: int
+    budget: int
+    best: FrozenTrial | None
+    front: list[FrozenTrial]
+    epochs_spent: int
+    epoch_budget: int
+
+
+def state_dir(root: str | Path, name: str) -> Path:
+    """The folder of a study's state: ``root/name`` (the name is validated by the config)."""
+    return Path(root) / name
+
+
+def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
+               start_space: StartSpace, *, force: bool = False) -> optuna.Study:
+    """Create the study, or load it and check that its config has not changed.
+
+    Raises:
+        StudyError: the stored config differs (unless ``force``) or storage fails.
+    """
+    if isinstance(storage, str):
+        storage = make_storage(storage)
+    study = optuna.create_study(
+        storage=storage, study_name=config.name, load_if_exists=True,
+        directions=[StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
+            :len(config.search.objectives)],
+        sampler=build_sampler(config, start_space, seed=config.seed),
+        pruner=build_pruner(config))
+    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # Another worker is at it: sample with this process's own seed, so that workers
+        # do not propose the same start points. A lone worker stays reproducible.
+        worker_seed = (config.seed * 1_000_003 + os.getpid()) % 2**31
+        study.sampler = build_sampler(config, start_space, seed=worker_seed)
+    if study.user_attrs.get("config") is None:
+        study.set_user_attr("config", to_dict(config))
+        study.set_user_attr("versions", _versions())
+        study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
+                                "evaluation-network parameters (M)"
+                                ][:len(config.search.objectives)])
+        if config.outer.start_at_centre and config.outer.sampler != "darts":
+            study.enqueue_trial(start_space.centre())
+        return study
+    _check_config(study, config, force=force)
+    return study
+
+
+def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> None:
+    """Refuse to continue a study under another config than it was created with (a
+    setting added since then counts at its default), unless ``force``.
+
+    Raises:
+        StudyError: the config differs and ``force`` is not given.
+    """
+    stored = with_defaults(study.user_attrs["config"])
+    changed = diff(without_changeable(stored), without_changeable(to_dict(config)))
+    if changed and not force:
+        raise StudyError(f"study {config.name!r} was created with another config "
+                         f"({'; '.join(changed)}); pass --force to continue anyway")
+    if changed:
+        logger.warning("continuing study %s with a changed config: %s", config.name,
+                       "; ".join(changed))
+
+
+def _finished_study(config: StudyConfig, storage_url: str, budget: Budget, *,
+                    force: bool) -> optuna.Study | None:
+    """The study, if it exists (opening it creates no file) and has spent its budget: then
+    resuming it runs nothing, and its data need not be loaded. None otherwise.
+
+    Raises:
+        StudyError: it exists with another config (see ``_check_config``).
+    """
+    local = (storage_url.removeprefix("sqlite:///") if storage_url.startswith("sqlite:///")
+             else None if "://" in storage_url else storage_url)
+    if local is not None and not Path(local).exists():
+        return None
+    try:
+        study = optuna.load_study(study_name=config.name, storage=make_storage(storage_url))
+    except KeyError:
+        return None
+    if "config" not in study.user_attrs or budget.has_room(study.get_trials(deepcopy=False), 0):
+        return None
+    _check_config(study, config, force=force)
+    return study
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue a retry of each interrupted trial not yet retried; it resumes from its
+    checkpoint with the same x and seed. Returns the original trial numbers."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+    queued = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for trial in trials:
+            if (trial.state == TrialState.FAIL and trial.number not in retried
+                    and trial.user_attrs.get("fail_reason") == INTERRUPTED):
+                retry()(study, trial)
+                queued.append(original_number(trial))
+    return queued
+
+
+def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
+              device: torch.device, force: bool = False, progress: bool = False,
+              population: int = 1, publisher: Publisher | None = None) -> StudySummary:
+    """Run or resume a study until ``outer.n_trials`` trials count against its budget. A
+    study that has spent its budget is summarised without loading its data.
+
+    With ``population`` K > 1, trials are asked K at a time and their searches run as
+    one batched population (first-order DARTS only). ``publisher`` also shows each
+    finished trial and, at the end, the study (optuna-dashboard's notes and graphs).
+
+    Raises:
+        PopulationError: a population size below 1, or above 1 for a second-order or
+            compiled search.
+    """
+    _check_population(config, population)
+    directory = state_dir(root, config.name)
+    storage_url = storage or default_storage(directory)
+    budget = Budget.of(config)
+    finished = _finished_study(config, storage_url, budget, force=force)
+    if finished is not None:
+        return summarize(finished, storage_url, directory, budget)
+    data = prepare_data(config, device)  # before the storage, which may create files
+    outer = config.outer
+    study_storage = make_storage(storage_url, max_retries=outer.max_retries,
+                                 heartbeat_interval_s=outer.heartbeat_interval,
+                                 grace_period_s=outer.grace_period)
+    start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
+    study = open_study(config, study_storage, start_space, force=force)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.resolved.json").write_text(json.dumps(to_dict(config), indent=2))
+    resumed = requeue_interrupted(study)
+    if resumed:
+        logger.info("resuming interrupted trials %s", resumed)
+    objective = Objective(config=config, state_dir=directory, data=data,
+                          start_space=start_space, device=device, publisher=publisher)
+    _work(study, study_storage, objective, population, progress=progress)
+    if publisher is not None:
+        try:
+            publisher.publish_study(study)
+        except optuna.exceptions.StorageInternalError as error:  # another worker publishes
+            logger.warning("the study's graphs were not stored this time: %s", error)
+    return summarize(study, storage_url, directory, budget)
+
+
+def _check_population(config: StudyConfig, population: int) -> None:
+    if population < 1 or (population > 1 and config.search.order != 1):
+        raise PopulationError(f"a population of {population}: it must be >= 1, and above 1 "
+                              "runs first-order DARTS only (search.order = 1)")
+    if population > 1 and config.search.compile:
+        raise PopulationError("populations run eagerly: set search.compile = false")
+
+
+def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
+          population: int, *, progress: bool) -> None:
+    """Run trials until the budget is spent, riding out other workers' storage writes."""
+    budget, outer = Budget.of(objective.config), objective.config.outer
+    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
+    poll_s = min(outer.heartbeat_interval, 5)
+    conflicts = 0
+    with tqdm(total=budget.total, initial=budget_spent(study, budget), desc=study.study_name,
+              unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
+        while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
+            try:
+                run_trials(study, storage, objective, population, progress=progress)
+                conflicts = 0
+            except ValueError as error:
+                if not str(error).startswith("Cannot tell a "):
+                    raise
+                # this worker stopped beating (paused past the grace period), so another
+                # failed its trial as stale and queued a retry; that retry's result stands
+                logger.warning("another worker ended this trial first: %s", error)
+            except optuna.exceptions.StorageInternalError as error:
+                conflicts += 1  # workers writing at once; SQLite refuses one of them
+                if conflicts > STORAGE_CONFLICTS:
+                    raise
+                logger.warning("storage conflict with another worker, trying again: %s", error)
+                time.sleep(poll_s)
+            bar.update(budget_spent(study, budget) - bar.n)
+            best = best_trial(study.get_trials(deepcopy=False))
+            if best is not None:
+                bar.set_postfix(best=f"{best.values[0]:.2f}%")
+
+
+def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: float
+              ) -> bool:
+    """Whether this worker should start another trial.
+
+    Not when the budget is met, nor when the rest of it is held by trials other workers
+    are running; but with heartbeats such a trial may turn out dead, and its retry is work
+    again, so the worker waits for those trials to end rather than leave.
+    """
+    while True:
+        if heartbeat:
+            _fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if not budget.has_room(trials, 0):
+            return False
+        if waiting or budget.has_room(trials, running):
+            return True
+        if not heartbeat:
+            return False
+        logger.info("waiting for %d trials of other workers", running)
+        time.sleep(poll_s)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and so queue retries of) trials whose worker stopped beating. Workers race to
+    do it; SQLite answers the loser with an error, which is harmless: the trial is failed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            optuna.storages.fail_stale_trials(study)
+        except optuna.exceptions.StorageInternalError as error:
+            logger.debug("another worker was failing stale trials: %s", error)
+
+
+def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Budget
+              ) -> StudySummary:
+    """Collect where a study stands: trials finished, the best complete one and the
+    Pareto front of accuracy and cell parameters."""
+    trials = study.get_trials(deepcopy=False)
+    return StudySummary(name=study.study_name, storage=redact(storage_url),
+                        state_dir=directory, finished=trials_used(trials),
+                        budget=budget.trials, best=best_trial(trials),
+                        front=front_trials(trials), epochs_spent=epochs_used(trials),
+                        epoch_budget=budget.epochs)
+
+
+def load_study(name: str, *, root: str | Path, storage: str | None = None) -> optuna.Study:
+    """Open an existing study by name.
+
+    Raises:
+        StudyError: no such study in that storage, or a name that leaves ``root``.
+    """
+    check_study_name(name)
+    storage_url = storage or default_storage(state_dir(root, name))
+    if storage is None and not (state_dir(root, name) / "study.db").exists():
+        raise StudyError(f"no study {name!r} under {root} (run 'globaldarts search' first)")
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(storage_url))
+    except KeyError:
+        raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
+
+
+def stored_config(name: str, *, root: str | Path, storage: str | None = None) -> StudyConfig:
+    """The config a study was created with (settings added since at their defaults).
+
+    Raises:
+        StudyError: no such study, or it holds no config.
+    """
+    study = load_study(name, root=root, storage=storage)
+    if "config" not in study.user_attrs:
+        raise StudyError(f"study {name!r} holds no config")
+    return from_dict(with_defaults(study.user_attrs["config"]))
+
+
+def trial_cells(name: str, *, trial: int | None = None, root: str | Path,
+                storage: str | None = None) -> list[tuple[FrozenTrial, str]]:
+    """Trial number ``trial`` with its cell string; without a number, a study's best
+    complete trial, or in a two-objective study its whole Pareto front (the most accurate
+    first).
+
+    Raises:
+        StudyError: no such study or trial, or the trial found no cell.
+    """
+    study = load_study(name, root=root, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    if trial is not None:
+        found = [t for t in trials if t.number == trial]
+        if not found:
+            raise StudyError(f"study {name!r} has no trial {trial}")
+    elif len(study.directions) > 1:
+        found = front_trials(trials)
+    else:
+        best = best_trial(trials)
+        found = [] if best is None else [best]
+    if not found:
+        raise StudyError(f"study {name!r} has no complete trial yet")
+    if "cell" not in found[0].user_attrs:
+        raise StudyError(f"trial {found[0].number} of study {name!r} ended without a cell "
+                         f"({found[0].state.name.lower()})")
+    return [(t, str(t.user_attrs["cell"])) for t in found]
+
+
+def _versions() -> dict[str, str]:
+    """The versions a study was created with: globaldarts (and its git commit when run
+    from a checkout), torch, optuna and Python."""
+    from pipeline import __version__
+
+    versions = {"globaldarts": __version__, "torch": torch.__version__,
+                "optuna": optuna.__version__, "python": platform.python_version()}
+    commit = _git_commit(Path(__file__).resolve().parents[2])
+    if commit:
+        versions["globaldarts_commit"] = commit
+    return versions
+
+
+def _git_commit(folder: Path) -> str | None:
+    """The commit checked out in ``folder`` (with ``+dirty`` if files differ from it), or
+    None outside a git checkout."""
+    if not (folder / ".git").exists():
+        return None
+    try:
+        run = [["git", "-C", str(folder), *args] for args in (["rev-parse", "HEAD"],
+                                                              ["status", "--porcelain"])]
+        head, status = (subprocess.run(command, capture_output=True, text=True, timeout=10,
+                                       check=True).stdout.strip() for command in run)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if status else "")

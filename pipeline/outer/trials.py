@@ -1,0 +1,86 @@
+"""A trial's identity and record: its original number (kept by retries), seed, folder and
+search digest, and the reason recorded when it fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from pipeline.config import StudyConfig, to_dict, without_changeable
+from pipeline.search import DivergedError
+
+INTERRUPTED = "interrupted"
+SURPLUS = "surplus: the budget was met by other workers"
+# Sections that do not change what a trial's search computes.
+NOT_SEARCH = ("retrain",)
+
+
+class SurplusTrialError(RuntimeError):
+    """A trial asked for while other workers were completing the budget."""
+
+
+# Failures that end one trial, with the reason recorded, and let the study go on.
+TRIAL_FAILURES = (DivergedError, torch.OutOfMemoryError, SurplusTrialError)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The ``fail_reason`` recorded for a trial that ``error`` ended."""
+    if isinstance(error, DivergedError):
+        return f"diverged: {error}"
+    if isinstance(error, torch.OutOfMemoryError):
+        return f"out of memory: {str(error).splitlines()[0]}"
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    return f"{type(error).__name__}: {error}"
+
+
+def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
+    """The number of the first attempt at this trial.
+
+    A retry (after an interruption or a dead worker) copies the user attrs of the trial it
+    retries, so it keeps the original number, and with it its seed and its files.
+    """
+    number = trial.user_attrs.get("original_number", trial.number)
+    return int(number)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The RNG seed of a trial, from the study seed and the trial's original number."""
+    return study_seed * 100_003 + number
+
+
+def trial_key(number: int) -> str:
+    """The folder name of a trial's files under ``trials/``."""
+    return f"{number:05d}"
+
+
+def trial_config(config: StudyConfig) -> dict[str, Any]:
+    """The config a trial's checkpoint records: without what may change while a study runs
+    and without the sections that do not touch the search."""
+    return {key: value for key, value in without_changeable(to_dict(config)).items()
+            if key not in NOT_SEARCH}
+
+
+def without_study(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's meta without what belongs to its study rather than to its search: the
+    study's name and its outer loop."""
+    config = {k: v for k, v in meta["config"].items() if k not in ("name", "outer")}
+    return {**meta, "config": config}
+
+
+def search_key(meta: Mapping[str, Any]) -> str:
+    """A short digest of ``without_study(meta)``: equal for the same search in any study."""
+    text = json.dumps(without_study(meta), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def same_searches(root: Path, key: str, *, besides: Path) -> list[Path]:
+    """The trial folders of the studies under ``root`` that ran the search ``key`` names."""
+    return sorted(path.parent for path in root.glob(f"*/trials/*/search-{key}.id")
+                  if path.parent != besides)

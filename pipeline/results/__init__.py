@@ -1,0 +1,3 @@
+"""What studies found, shown and measured: reports, figures, the dashboard, comparisons
+of methods, ground-truth scores and retraining. It reads finished studies and never runs
+a search."""

@@ -1,0 +1,266 @@
+"""A comparison's results: each method's pick per seed, scored by the ground truth where
+there is one, its spread over seeds, how the picks move as the budget is spent, and how
+well each validation signal ranks the cells."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from optuna.trial import TrialState
+
+from pipeline.config import ConfigError, StudyConfig
+from pipeline.outer.budget import counted, epochs_used, trials_used
+from pipeline.outer.methods import MethodStudy, method_config
+from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.study import load_study
+from pipeline.results import figures
+from pipeline.results.ground_truth import lookup
+from pipeline.results.report import page_html
+from pipeline.results.retrain import retrain_cell
+from pipeline.results.tables import markdown_tables
+from pipeline.spaces import parse_genotype
+
+SUMMARY_COLUMNS = ("best_value", "best_cifar10_test", "best_cifar100_test",
+                   "best_imagenet16_test", "params_M", "skip_share", "pool_share",
+                   "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
+                   "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
+                   "trials")
+
+
+def method_row(method: str, seed: int, trials: list[Any],
+               table: pd.DataFrame | None) -> dict[str, Any]:
+    """One method's outcome for one study seed: its best trial by its own objective (never
+    by the table), and the spread over its trials."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    row: dict[str, Any] = {"method": method, "seed": seed, "trials": trials_used(trials),
+                           "epochs": epochs_used(trials), "complete": len(complete)}
+    best = best_trial(trials)
+    if best is None:
+        return row
+    values = [t.values[0] for t in complete]
+    attrs = best.user_attrs
+    front = front_trials(trials)
+    row.update(best_trial=best.number, best_value=best.values[0], cell=attrs["cell"],
+               params_M=attrs["eval_params_M"], skip_share=attrs["skip_share"],
+               pool_share=attrs["pool_share"], none_share=attrs["none_share"],
+               mean_value=statistics.fmean(values),
+               std_value=statistics.stdev(values) if len(values) > 1 else 0.0,
+               front_size=len(front), front_cells=" ; ".join(t.user_attrs["cell"]
+                                                             for t in front))
+    if table is not None:
+        def score(trial: Any) -> dict[str, float]:
+            return lookup(table, parse_genotype(trial.user_attrs["cell"]))
+
+        for dataset, accuracy in score(best).items():
+            row[f"best_{dataset}_test"] = accuracy
+        cifar = [score(t)["cifar10"] for t in complete]
+        row["mean_cifar10_test"] = statistics.fmean(cifar)
+        row["std_cifar10_test"] = statistics.stdev(cifar) if len(cifar) > 1 else 0.0
+        row["max_cifar10_test"] = max(cifar)  # what a perfect choice of trial would return
+        row["front_mean_cifar10_test"] = statistics.fmean(score(t)["cifar10"] for t in front)
+    return row
+
+
+def hypervolume(points: Sequence[tuple[float, float]], max_params: float) -> float:
+    """The area of (accuracy, parameters) space that a set of points dominates, from
+    accuracy 0 and parameters ``max_params``, divided by ``max_params``: the best accuracy
+    reachable within each parameter limit, averaged over limits up to ``max_params``.
+    Larger is better on both objectives at once."""
+    ordered = sorted((params, accuracy) for accuracy, params in points if params <= max_params)
+    if not ordered or max_params <= 0:
+        return 0.0
+    area, best = 0.0, 0.0
+    for (params, accuracy), (next_params, _) in zip(ordered, [*ordered[1:], (max_params, 0)],
+                                                    strict=True):
+        best = max(best, accuracy)
+        area += best * (next_params - params)
+    return area / max_params
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: the mean and standard deviation over study seeds of each
+    seed's best-trial figures."""
+    columns = [c for c in SUMMARY_COLUMNS if c in frame]
+    grouped = frame.groupby("method", sort=False)[columns]
+    summary = grouped.mean().add_prefix("mean_").join(grouped.std(ddof=1).add_prefix("std_"))
+    summary.insert(0, "seeds", frame.groupby("method", sort=False).size())
+    return summary.reset_index()
+
+
+def scored_trials(method: str, seed: int, trials: list[Any],
+                  table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each complete trial's validation accuracies beside its cell's table scores, and for
+    a CMA-ES trial the generation that sampled it (none for the queued first trial)."""
+    rows = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        attrs = trial.user_attrs
+        score = lookup(table, parse_genotype(attrs["cell"]))
+        rows.append({"method": method, "seed": seed, "trial": trial.number,
+                     "generation": trial.system_attrs.get("cma:generation"),
+                     "supernet_acc": attrs["supernet_acc"],
+                     "discrete_acc": attrs["discrete_acc"],
+                     "trained_acc": attrs.get("trained_acc"), "params_M": attrs["eval_params_M"],
+                     **{f"{dataset}_test": accuracy for dataset, accuracy in score.items()}})
+    return rows
+
+
+def objective_agreement(scored: pd.DataFrame) -> pd.DataFrame:
+    """How well each validation accuracy a search can see ranks the cells as the table
+    does: Spearman correlation with CIFAR-10 test accuracy over all complete trials (a
+    signal no trial recorded, such as ``trained`` in studies of another objective, is left
+    out)."""
+    rows = [{"objective": name,
+             "spearman_cifar10": scored[column].corr(scored["cifar10_test"], method="spearman"),
+             "trials": int(scored[column].notna().sum())}
+            for name, column in (("supernet", "supernet_acc"), ("discrete", "discrete_acc"),
+                                 ("trained", "trained_acc"), ("fewer parameters", "params_M"))]
+    rows[-1]["spearman_cifar10"] *= -1  # fewer parameters, higher score
+    return pd.DataFrame([row for row in rows if row["trials"]])
+
+
+def cells_by_epoch(method: str, seed: int, trials: list[Any],
+                   table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table score of each complete trial's cell after every epoch of its search."""
+    rows = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        for epoch, cell in enumerate(trial.user_attrs.get("cell_history", []), start=1):
+            genotype = parse_genotype(cell)
+            rows.append({"method": method, "seed": seed, "trial": trial.number,
+                         "epoch": epoch, "cell": cell,
+                         "cifar10_test": lookup(table, genotype)["cifar10"],
+                         **genotype.op_shares()})
+    return rows
+
+
+def incumbents(method: str, seed: int, trials: list[Any],
+               table: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The method's pick so far (its best complete trial by its own objective) after each
+    trial that counts against the budget, in the order they finished: the inner epochs
+    spent by then, the pick's value and, with a table, its cell's CIFAR-10 score."""
+    finished = sorted((t for t in trials if counted(t)),
+                      key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
+    rows, spent, best = [], 0, None
+    for done, trial in enumerate(finished, start=1):
+        spent += epochs_used([trial])
+        best = best_trial([t for t in (best, trial) if t is not None])
+        if best is None:
+            continue
+        row = {"method": method, "seed": seed, "epochs": spent, "trials": done,
+               "best_trial": best.number, "best_value": best.values[0]}
+        if table is not None:
+            cell = parse_genotype(best.user_attrs["cell"])
+            row["best_cifar10_test"] = lookup(table, cell)["cifar10"]
+        rows.append(row)
+    return rows
+
+
+def incumbent_curve(picks: pd.DataFrame, every: int, budget: int) -> pd.DataFrame:
+    """Each method's pick after every ``every`` inner epochs up to ``budget``: a row per
+    method and mark, with the mean over seeds of the pick's value (and table score) at
+    that spend. A seed with no complete trial yet at a mark is left out of its mean (and
+    a mark no seed has a pick for is empty)."""
+    columns = [c for c in ("best_value", "best_cifar10_test") if c in picks]
+    rows = []
+    for (method, _seed), runs in picks.groupby(["method", "seed"], sort=False):
+        for mark in range(every, budget + every, every):
+            spent = runs[runs["epochs"] <= mark]
+            pick = spent.iloc[-1][columns].to_dict() if not spent.empty else {}
+            rows.append({"method": method, "epochs": mark, **pick})
+    frame = pd.DataFrame(rows, columns=["method", "epochs", *columns])
+    curve = frame.groupby(["method", "epochs"], sort=False)[columns].mean().reset_index()
+    order = {method: i for i, method in enumerate(picks["method"].unique())}
+    return curve.sort_values(["method", "epochs"], key=lambda c: c.map(order)
+                             if c.name == "method" else c, ignore_index=True)
+
+
+def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
+                    root: str | Path, out_dir: Path, storage: str | None = None,
+                    table: pd.DataFrame | None = None, retrain_epochs: int = 0,
+                    device: torch.device | None = None, progress: bool = False,
+                    images: bool = False) -> pd.DataFrame:
+    """Tabulate a comparison's finished studies (see ``pipeline.outer.methods``): write
+    ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per method),
+    ``compare.md`` (both as markdown), ``incumbents.csv`` and ``compare.html``. With a
+    ground-truth table, ``trials.csv`` scores every complete trial's cell and
+    ``epochs.csv`` the cell after each of its epochs. With ``images``, each figure is also
+    written as a PNG. With ``retrain_epochs``, each method's pick is also trained from
+    scratch that long on the study's dataset (see ``retrain_cell``) and tested.
+
+    Raises:
+        ConfigError: ``retrain_epochs`` is negative.
+    """
+    if retrain_epochs < 0:
+        raise ConfigError(f"--retrain-epochs {retrain_epochs}: it must be >= 0")
+    rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    picks: list[dict[str, Any]] = []
+    fronts: list[list[tuple[float, float]]] = []
+    largest = 0.0  # the largest cell any method found, the hypervolumes' reference
+    for study in studies:
+        method, seed = study.method, study.seed
+        trials = load_study(study.config.name, root=root, storage=storage).get_trials(
+            deepcopy=False)
+        row = method_row(method, seed, trials, table)
+        if retrain_epochs and "cell" in row:
+            checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
+            row["retrain_test_acc"] = retrain_cell(
+                study.config, parse_genotype(row["cell"]), device=device or torch.device("cpu"),
+                checkpoint=checkpoint, epochs=retrain_epochs, progress=progress).test_acc
+        if table is not None:
+            epoch_rows += cells_by_epoch(method, seed, trials, table)
+            scored += scored_trials(method, seed, trials, table)
+        rows.append(row)
+        picks += incumbents(method, seed, trials, table)
+        fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
+                       for t in front_trials(trials)])
+        largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
+                                  if t.state == TrialState.COMPLETE)])
+    frame = pd.DataFrame(rows)
+    frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]
+    _write(config, frame, pd.DataFrame(epoch_rows), pd.DataFrame(scored), pd.DataFrame(picks),
+           out_dir, images=images)
+    return frame
+
+
+def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
+           scored: pd.DataFrame, picks: pd.DataFrame, out_dir: Path, *, images: bool) -> None:
+    """The comparison's tables (CSV and markdown) and its page of figures."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(frame)
+    frame.to_csv(out_dir / "compare.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    budget = method_config(config, "darts").outer.epoch_budget
+    sections = [("Methods side by side", figures.compare_figure(frame))]
+    curve = pd.DataFrame()
+    if not picks.empty:
+        picks.to_csv(out_dir / "incumbents.csv", index=False)
+        curve = incumbent_curve(picks, config.search.epochs, budget)
+        sections.append(("The methods' picks as their budget is spent",
+                         figures.incumbent_figure(curve)))
+    agreement = objective_agreement(scored) if not scored.empty else pd.DataFrame()
+    if not scored.empty:
+        scored.to_csv(out_dir / "trials.csv", index=False)
+    if not epochs.empty:
+        epochs.to_csv(out_dir / "epochs.csv", index=False)
+        sections.append(("The cells' table score after each epoch",
+                         figures.epoch_score_figure(epochs)))
+    seeds = ", ".join(map(str, frame["seed"].unique()))
+    settings = [("study", config.name), ("seeds", seeds),
+                ("epoch budget per method and seed", str(budget))]
+    (out_dir / "compare.html").write_text(page_html(f"compare {config.name}", settings,
+                                                    sections), encoding="utf-8")
+    (out_dir / "compare.md").write_text(
+        f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
+        + markdown_tables(frame, summary, epochs, agreement, curve), encoding="utf-8")
+    if images:  # last: the tables are written even where images cannot be
+        figures.write_images(sections, out_dir)

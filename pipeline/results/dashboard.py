@@ -1,0 +1,90 @@
+"""The study in optuna-dashboard: trial artifacts and notes, study graphs, the server."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from pipeline.outer.storage import default_storage, make_storage
+from pipeline.outer.study import load_study, state_dir
+from pipeline.results import figures
+from pipeline.results.report import history_frame, trials_frame
+from pipeline.spaces import parse_genotype, space_of
+
+
+def artifact_store(folder: Path) -> FileSystemArtifactStore:
+    """A study's artifact store: files under ``folder/artifacts`` (its state folder)."""
+    artifacts = folder / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(artifacts))
+
+
+class DashboardPublisher:
+    """Shows a study in optuna-dashboard as it runs: each finished trial's cell drawing
+    (SVG), alpha trajectory (CSV) and note, and at the end the study's key figures."""
+
+    def publish_trial(self, trial: optuna.Trial, history: Sequence[Mapping[str, Any]],
+                      files: Path, attrs: Mapping[str, Any], *, edges: Sequence[str],
+                      ops: Sequence[str]) -> None:
+        """Attach the cell drawing, the alpha trajectory and a note to a trial whose files
+        are in ``files`` (``STATE_DIR/trials/KEY``)."""
+        cell = attrs["cell"]
+        (files / "cell.svg").write_text(figures.cell_svg(cell), encoding="utf-8")
+        with (files / "alphas.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", "edge", "op", "weight"])
+            for record in history:
+                for edge, row in zip(edges, record["alpha_softmax"], strict=True):
+                    for op, weight in zip(ops, row, strict=True):
+                        writer.writerow([record["epoch"], edge, op, f"{weight:.6f}"])
+        store = artifact_store(files.parents[1])
+        for name in ("cell.svg", "alphas.csv"):
+            upload_artifact(artifact_store=store, file_path=str(files / name),
+                            study_or_trial=trial)
+        optuna_dashboard.save_note(trial, _trial_note(attrs))
+
+    def publish_study(self, study: optuna.Study) -> None:
+        """Store the report's key figures with the study, for the dashboard's plot tab."""
+        frame = trials_frame(study.get_trials(deepcopy=False))
+        graphs = {"history": figures.history_figure(history_frame(frame)),
+                  "collapse": figures.collapse_figure(frame)}
+        for graph_id, figure in graphs.items():
+            optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+
+
+def _trial_note(attrs: Mapping[str, Any]) -> str:
+    """A trial's note: its cell and what was measured of it."""
+    cell, discrete = attrs["cell"], attrs.get("discrete_acc")
+    network = space_of(parse_genotype(cell)).network_description
+    return "\n".join([
+        f"**cell** `{cell}`", "",
+        f"- supernet validation accuracy: {attrs['supernet_acc']:.2f} %",
+        f"- derived cell, inherited weights: "
+        f"{'not measured' if discrete is None else f'{discrete:.2f} %'}",
+        *([f"- derived cell, trained from scratch: {attrs['trained_acc']:.2f} % "
+           f"(training time {attrs['train_time_s']:.0f} s)"]
+          if attrs.get("trained_acc") is not None else []),
+        f"- {network}: {attrs['eval_params_M']:.3f} M parameters",
+        f"- skip / pool / none share: {attrs['skip_share']:.2f} / {attrs['pool_share']:.2f}"
+        f" / {attrs['none_share']:.2f}",
+        f"- epochs: {attrs['epochs_run']}, search time {attrs['wall_time_s']:.0f} s",
+    ])
+
+
+def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,
+                    host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve a study's storage and artifacts in optuna-dashboard until interrupted.
+
+    Raises:
+        StudyError: no such study.
+    """
+    load_study(name, root=root, storage=storage)  # the study must exist
+    optuna_dashboard.run_server(make_storage(storage or default_storage(state_dir(root, name))),
+                                host=host, port=port,
+                                artifact_store=artifact_store(state_dir(root, name)))

@@ -1,0 +1,240 @@
+"""Study results as data: trials -> pandas DataFrames (pure), then an offline HTML page.
+
+Nothing here imports torch; the figures are built in ``pipeline.results.figures``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
+from pipeline.results import figures
+
+TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
+                 "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
+                 "none_share", "seed", "original_number", "wall_time_s", "train_time_s",
+                 "fail_reason")
+CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train_loss",
+                 "valid_loss", "genotype")
+
+
+def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+    """One row per trial with its state, value and recorded attributes."""
+    rows = []
+    for trial in trials:
+        attrs = trial.user_attrs
+        row = {name: attrs.get(name) for name in TRIAL_COLUMNS}
+        row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial))
+        if row["epochs_run"] is None and trial.intermediate_values:
+            row["epochs_run"] = max(trial.intermediate_values)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    numeric = ["value", "supernet_acc", "discrete_acc", "trained_acc", "eval_params_M",
+               "skip_share", "pool_share", "none_share", "wall_time_s", "train_time_s"]
+    frame[numeric] = frame[numeric].astype("float64")
+    for name in ("epochs_run", "seed", "original_number"):
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path) -> pd.DataFrame:
+    """Per-epoch metrics of every trial, read from its ``metrics.jsonl``.
+
+    A retried trial shares its files with the attempt it retried; the latest attempt
+    owns them.
+    """
+    latest: dict[str, FrozenTrial] = {}
+    for trial in trials:
+        if "trial_key" in trial.user_attrs:
+            latest[trial.user_attrs["trial_key"]] = trial
+    parts = []
+    for key, trial in latest.items():
+        path = state_dir / "trials" / key / "metrics.jsonl"
+        if not path.exists() or not path.stat().st_size:
+            continue
+        metrics = pd.read_json(path, lines=True)
+        metrics["number"], metrics["state"] = trial.number, trial.state.name
+        parts.append(metrics.reindex(columns=list(CURVE_COLUMNS)))
+    if not parts:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return pd.concat(parts, ignore_index=True).sort_values(["number", "epoch"])
+
+
+def history_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Value of each finished trial and the best complete value so far."""
+    history = frame.loc[frame["value"].notna(), ["number", "state", "value"]].copy()
+    complete = history["value"].where(history["state"] == "COMPLETE")
+    history["best_so_far"] = complete.cummax().ffill()
+    return history.reset_index(drop=True)
+
+
+def alpha_names(trial: FrozenTrial) -> tuple[list[str], list[str]]:
+    """The edges and ops of the trial's alphas, from its ``alpha:<edge>:<op>`` parameters."""
+    edges: dict[str, None] = {}
+    ops: dict[str, None] = {}
+    for name in trial.params:
+        if name.startswith("alpha:"):
+            edge, _, op = name.removeprefix("alpha:").rpartition(":")
+            edges[edge], ops[op] = None, None
+    return list(edges), list(ops)
+
+
+def alpha_start(trial: FrozenTrial) -> pd.DataFrame:
+    """The trial's initial architecture logits (edges x ops), from its parameters."""
+    edges, ops = alpha_names(trial)
+    values = [[trial.params.get(f"alpha:{e}:{o}", math.nan) for o in ops] for e in edges]
+    return pd.DataFrame(values, index=edges, columns=ops)
+
+
+def alpha_end(trial: FrozenTrial) -> pd.DataFrame | None:
+    """The trial's final mixing weights (edges x ops), if it recorded them."""
+    softmax = trial.user_attrs.get("alpha_softmax")
+    edges, ops = alpha_names(trial)
+    if softmax is None or len(softmax) != len(edges):
+        return None
+    return pd.DataFrame(softmax, index=edges, columns=ops)
+
+
+def movement_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+    """How far each trial's mixing weights moved: the mean L1 distance per edge between
+    the softmax of alpha0 and the final softmax."""
+    rows = []
+    for trial in trials:
+        end = alpha_end(trial)
+        if end is None:
+            continue
+        start = alpha_start(trial).to_numpy()
+        start = np.exp(start - start.max(axis=1, keepdims=True))
+        start /= start.sum(axis=1, keepdims=True)
+        moved = float(np.abs(end.to_numpy() - start).sum(axis=1).mean())
+        rows.append({"number": trial.number, "state": trial.state.name,
+                     "value": accuracy_of(trial), "moved": moved})
+    return pd.DataFrame(rows, columns=["number", "state", "value", "moved"])
+
+
+def pareto_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Complete trials' accuracy and evaluation-network size, with Pareto membership."""
+    points = frame.loc[(frame["state"] == "COMPLETE") & frame["eval_params_M"].notna(),
+                       ["number", "value", "eval_params_M", "cell"]].reset_index(drop=True)
+    points["pareto"] = pareto_mask(points["value"], points["eval_params_M"])
+    return points
+
+
+def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """What a reader needs to reproduce the study."""
+    config: dict[str, Any] = study.user_attrs.get("config", {})
+    versions = study.user_attrs.get("versions", {})
+    pick = [("space", "space"), ("data", "data"), ("search", "search"), ("start", "start"),
+            ("outer", "outer")]
+    rows = [("study", study.study_name), ("seed", str(config.get("seed", "?")))]
+    rows += [(label, json.dumps(config.get(key, {}))) for label, key in pick]
+    counts = frame["state"].value_counts().to_dict()
+    rows.append(("trials", ", ".join(f"{n} {state.lower()}" for state, n in counts.items())))
+    rows += [(f"{name} version", str(version)) for name, version in versions.items()]
+    return rows
+
+
+def write_report(study: optuna.Study, state_dir: Path, out_dir: Path, *,
+                 images: bool = False) -> Path:
+    """Write ``index.html`` (plotly.js inlined, so it opens offline) and ``trials.csv``;
+    with ``images``, also each figure as a PNG beside them (see ``figures.write_images``).
+    """
+    trials = study.get_trials(deepcopy=False)
+    frame = trials_frame(trials)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / "trials.csv", index=False)
+    sections = _sections(study, trials, frame, state_dir)
+    compared = _compare_csv(out_dir, study.study_name)
+    if compared is not None:
+        sections.append(("Methods side by side (globaldarts compare)",
+                         figures.compare_figure(pd.read_csv(compared))))
+    page = page_html(study.study_name, settings_rows(study, frame), sections)
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    if images:
+        figures.write_images(sections, out_dir)
+    return path
+
+
+def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.DataFrame,
+              state_dir: Path) -> list[tuple[str, Any]]:
+    best = best_trial(trials)
+    sections: list[tuple[str, Any]] = [
+        ("Optimisation history", figures.history_figure(history_frame(frame))),
+        ("Learning curves", figures.curves_figure(curves_frame(trials, state_dir))),
+    ]
+    if best is not None:
+        centre = next((t for t in trials if t.params and not any(t.params.values())), None)
+        pairs = [(f"best trial {best.number}", best)]
+        if centre is not None and centre.number != best.number:
+            pairs.append((f"plain DARTS start (trial {centre.number})", centre))
+        heatmaps = [(label, alpha_start(t), alpha_end(t)) for label, t in pairs]
+        sections.append(("Start and end of the architecture weights",
+                         figures.alpha_figure(heatmaps)))
+        sections.append((f"Best cell (trial {best.number})",
+                         figures.cell_figure(best.user_attrs["cell"])))
+    sections.append(("How far each search moved", figures.movement_figure(
+        movement_frame(trials))))
+    sections.append(("Collapse watch", figures.collapse_figure(frame)))
+    sections.append(("Accuracy and parameters", figures.pareto_figure(pareto_frame(frame))))
+    importances = _importances(study)
+    if importances:
+        sections.append(("What mattered in the start vector",
+                         figures.importance_figure(importances)))
+    return sections
+
+
+def _compare_csv(out_dir: Path, name: str) -> Path | None:
+    """The compare table of this study, or of the comparison it is one method of."""
+    match = re.fullmatch(r"(.+?)-s\d+-(?:darts|random|cmaes)", name)
+    base = match.group(1) if match else name
+    for path in (out_dir / "compare.csv", out_dir.parent / base / "compare.csv"):
+        if path.exists():
+            return path
+    return None
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 3:
+        return {}
+    try:
+        # with two objectives, the accuracy's importance; a target is taken as minimised
+        target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
+        with warnings.catch_warnings():  # it warns of that whenever a target is given
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+            return dict(optuna.importance.get_param_importances(study, target=target))
+    except (RuntimeError, ValueError):  # e.g. no parameter varied
+        return {}
+
+
+def page_html(name: str, settings: list[tuple[str, str]], sections: list[tuple[str, Any]]) -> str:
+    from plotly.offline import get_plotlyjs
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
+                   for k, v in settings)
+    body = "".join(
+        f"<section><h2>{html.escape(title)}</h2>"
+        f"{figure.to_html(full_html=False, include_plotlyjs=False)}</section>"
+        for title, figure in sections)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>globaldarts: {html.escape(name)}</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "th{text-align:left;padding-right:1em;vertical-align:top}code{font-size:90%}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>globaldarts study {html.escape(name)}</h1><table>{rows}</table>{body}"
+        "</body></html>"
+    )

@@ -1,0 +1,288 @@
+"""The inner search: bilevel DARTS on a supernet, first or second order.
+
+Weights train on one half of the training data, alphas on the other. The search
+knows nothing of Optuna or files: it takes a supernet, batches and a per-epoch
+callback, and can hand out and take back its whole state for checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pipeline.search.architect import Architect, ArchSettings
+from pipeline.search.data import DeviceBatches
+from pipeline.search.steps import evaluation_sums, weight_step
+from pipeline.spaces import Supernet
+
+
+class DivergedError(RuntimeError):
+    """The search produced a non-finite loss."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EpochRecord:
+    """What one finished epoch measured; one line of a trial's ``metrics.jsonl``.
+
+    Accuracies are in percent; ``discrete_acc`` is the accuracy of the cell the alphas
+    select (``genotype``), with the supernet's weights and recalibrated batch norm,
+    measured at the last epoch, or every epoch if the search was asked to.
+    """
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    valid_loss: float
+    valid_acc: float
+    discrete_acc: float | None
+    genotype: str
+    alpha_softmax: list[list[float]]
+    weight_lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightSettings:
+    """How the supernet's weights learn (NAS-Bench-201's DARTS: SGD 0.025 cosine to 0.001,
+    Nesterov momentum 0.9, weight decay 5e-4, gradient norm clipped at 5)."""
+
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+
+    def optimizer(self, weights: Sequence[Tensor], *, lr: float | None = None
+                  ) -> torch.optim.SGD:
+        """SGD over ``weights`` at ``lr`` (by default the initial one)."""
+        return torch.optim.SGD(weights, lr=self.lr if lr is None else lr,
+                               momentum=self.momentum,
+                               nesterov=self.nesterov and self.momentum > 0,
+                               weight_decay=self.weight_decay)
+
+
+# long: one search's state, its loop, its measuring and its checkpoint state belong together
+class DartsSearch:
+    """DARTS' alternating architecture and weight steps on one supernet.
+
+    Args:
+        supernet: the network to search; its current weights and alphas are the start.
+        weight_batches: the half of the training data the weights learn from.
+        arch_batches: the other half, which the alphas learn from and which measures
+            validation accuracy.
+        seed: fixes the order and augmentation of every epoch's batches.
+        cell_every_epoch: measure the derived cell's accuracy after every epoch, not
+            only after the last.
+        bf16: run forward passes in bfloat16 autocast (losses and alphas stay float32).
+        compile_backend: run the supernet's forward passes through ``torch.compile`` with
+            this backend (``"inductor"``, or any backend it accepts); None runs eagerly.
+            If compiling fails, the search warns once and goes on eagerly.
+    """
+
+    def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
+                 arch_batches: DeviceBatches, seed: int, epochs: int,
+                 weight_settings: WeightSettings = WeightSettings(),
+                 arch_settings: ArchSettings = ArchSettings(), cell_every_epoch: bool = False,
+                 bf16: bool = False,
+                 compile_backend: str | Callable[..., Any] | None = None) -> None:
+        self.net = supernet
+        self.weight_batches = weight_batches
+        self.arch_batches = arch_batches
+        self.seed = seed
+        self.epochs = epochs
+        self.weight_settings = weight_settings
+        self.cell_every_epoch = cell_every_epoch
+        self.bf16 = bf16
+        self.compiled: Callable[[Tensor], Tensor] | None = (
+            None if compile_backend is None else torch.compile(supernet, backend=compile_backend))
+        self.weights = list(supernet.weight_parameters())
+        self.alphas: list[Tensor] = list(supernet.arch_parameters())
+        self.w_optimizer = weight_settings.optimizer(self.weights)
+        self.architect = Architect(self.alphas, arch_settings)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optimizer, T_max=epochs, eta_min=weight_settings.lr_min)
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
+        """Search from the current epoch to the last; call ``on_epoch`` after each.
+
+        Raises:
+            DivergedError: a loss became NaN or infinite.
+        """
+        while self.epoch < self.epochs:
+            record = self.run_epoch()
+            if on_epoch is not None:
+                on_epoch(record)
+        return self.history
+
+    def epoch_batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+        """This epoch's steps: a training batch for the weights and, while the other half
+        lasts, a validation batch for the alphas (x_w, y_w, x_a, y_a)."""
+        arch_epoch = self.arch_batches.epoch(2 * self.seed + 1, self.epoch)
+        for x_w, y_w in self.weight_batches.epoch(2 * self.seed, self.epoch):
+            x_a, y_a = next(arch_epoch, (None, None))
+            yield x_w, y_w, x_a, y_a
+
+    def run_epoch(self) -> EpochRecord:
+        """Run one epoch of alternating steps, then measure it."""
+        started = time.perf_counter()
+        weight_lr = self.w_optimizer.param_groups[0]["lr"]
+        self.net.train()
+        totals = torch.zeros(2, device=self.alphas[0].device)  # loss sum, correct
+        for x_w, y_w, x_a, y_a in self.epoch_batches():
+            if x_a is not None and y_a is not None:
+                self.arch_step(x_w, y_w, x_a, y_a)
+            totals += self.weight_step(x_w, y_w)
+        return self.finish_epoch(totals, weight_lr, started)
+
+    def finish_epoch(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
+        """Close an epoch whose steps are done: advance the schedule, measure, record.
+
+        Args:
+            totals: (loss sum, correct) over the epoch's weight steps, on the device.
+            weight_lr: the learning rate the epoch's weight steps used.
+            started: ``time.perf_counter()`` when the epoch began.
+        """
+        self.scheduler.step()
+        self.epoch += 1
+        record = self._measure(totals, weight_lr, started)
+        self.history.append(record)
+        return record
+
+    def _measure(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
+        genotype = self.net.genotype()
+        choice = self.net.choice(genotype)
+        valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
+        train_loss, train_correct = totals.tolist()
+        count = len(self.weight_batches.labels)  # every image once per epoch
+        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+            raise DivergedError(
+                f"loss became non-finite in epoch {self.epoch} "
+                f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
+        discrete_acc = None
+        if self.cell_every_epoch or self.epoch == self.epochs:
+            discrete_acc = self.evaluate_cell(choice)
+        return EpochRecord(
+            epoch=self.epoch, train_loss=train_loss / count,
+            train_acc=100 * train_correct / count, valid_loss=valid_loss,
+            valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
+            genotype=genotype.to_str(), alpha_softmax=self.net.alpha_softmax().tolist(),
+            weight_lr=weight_lr, seconds=time.perf_counter() - started)
+
+    # -- the steps --------------------------------------------------------------------
+
+    def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One SGD step of the weights; returns (loss sum, correct) on the device."""
+        return weight_step(self, self.w_optimizer, x, y,
+                           grad_clip=self.weight_settings.grad_clip)
+
+    def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
+        """One Adam step of the alphas on the validation half."""
+        self.architect.step(self, x_a, y_a, unroll=(x_w, y_w, self.w_optimizer))
+
+    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The mean cross-entropy () and logits (B, classes) of the supernet on a batch."""
+        logits = self.forward(x)
+        return F.cross_entropy(logits, y), logits
+
+    def forward(self, x: Tensor, choice: Sequence[int] | None = None) -> Tensor:
+        """The supernet's logits; computed in bfloat16 autocast if the search was asked to,
+        returned in float32."""
+        if not self.bf16:
+            return self._logits(x, choice)
+        with torch.autocast(self.alphas[0].device.type, dtype=torch.bfloat16):
+            logits = self._logits(x, choice)
+        return logits.float()
+
+    def _logits(self, x: Tensor, choice: Sequence[int] | None) -> Tensor:
+        """The mixture through the compiled supernet when there is one, else eagerly."""
+        if choice is None and self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except torch._dynamo.exc.TorchDynamoException as error:  # the compiler failed
+                message = " ".join(str(error).split())[:300]
+                warnings.warn(f"torch.compile failed, the search goes on eagerly: {message}",
+                              RuntimeWarning, stacklevel=2)
+                self.compiled = None
+        logits: Tensor = self.net(x, choice=choice)
+        return logits
+
+    # -- measuring --------------------------------------------------------------------
+
+    def evaluate(self, batches: DeviceBatches, choice: Sequence[int] | None = None) -> Tensor:
+        """Mean loss and accuracy (2,) of the supernet, or of the cell ``choice``."""
+        totals = evaluation_sums(self.net, lambda x: self.forward(x, choice), batches)
+        return totals[:2] / totals[2]
+
+    def evaluate_cell(self, choice: Sequence[int]) -> float:
+        """Validation accuracy (%) of the cell ``choice`` with the supernet's weights."""
+        with _recalibrated_batch_norm(self.net, self.weight_batches, choice):
+            _, accuracy = self.evaluate(self.arch_batches, choice=choice).tolist()
+        return 100 * float(accuracy)
+
+    # -- state ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this search exactly where it stands."""
+        return {
+            "model": self.net.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.architect.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "history": [record.to_dict() for record in self.history],
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.architect.load_state_dict(state["a_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.history = [EpochRecord(**record) for record in state["history"]]
+        torch.set_rng_state(state["torch_rng"])
+
+
+@contextlib.contextmanager
+def _recalibrated_batch_norm(net: Supernet, batches: DeviceBatches,
+                             choice: Sequence[int]) -> Iterator[None]:
+    """Re-estimate batch-norm statistics for the discrete cell ``choice`` (the mixture's
+    statistics do not fit it), and put the mixture's back afterwards."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),  # type: ignore[union-attr]
+              m.num_batches_tracked.clone()) for m in norms]  # type: ignore[union-attr]
+    was_training = net.training
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the recalibration batches
+        net.train()
+        with torch.no_grad():
+            for x, _ in batches.in_order():
+                net(x, choice=choice)
+        yield
+    finally:
+        net.train(was_training)
+        for m, (momentum, mean, var, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.running_mean.copy_(mean)  # type: ignore[union-attr]
+            m.running_var.copy_(var)  # type: ignore[union-attr]
+            m.num_batches_tracked.copy_(count)  # type: ignore[union-attr]

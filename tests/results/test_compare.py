@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import StudyConfig
+from pipeline.outer.methods import method_config, methods
+from pipeline.results.compare import hypervolume, incumbent_curve, incumbents
+from pipeline.spaces.nb201 import all_nb201_genotypes
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_method_config_shares_one_epoch_budget(tiny_config: StudyConfig) -> None:
+    configs = [method_config(tiny_config, method) for method in methods(tiny_config)]
+    assert [c.name for c in configs] == ["tiny-s3-darts", "tiny-s3-random", "tiny-s3-cmaes"]
+    assert {c.outer.epoch_budget for c in configs} == {3 * 3}
+    assert [c.outer.sampler for c in configs] == ["darts", "random", "cmaes"]
+    assert all(c.search == tiny_config.search for c in configs)
+    other = method_config(tiny_config, "cmaes", seed=7)
+    assert (other.name, other.seed) == ("tiny-s7-cmaes", 7)
+
+
+def test_compare_runs_every_method_at_one_budget(
+        tiny_config: StudyConfig, tmp_path: Path, run_compare: Callable) -> None:
+    config = dataclasses.replace(
+        tiny_config, seed=0, search=dataclasses.replace(tiny_config.search, epochs=2),
+        outer=dataclasses.replace(tiny_config.outer, pruner="median", startup_trials=1,
+                                  warmup_epochs=0))
+    table = tmp_path / "nb201.csv"
+    rows = [(g.to_str(), 50 + i % 40, 20.0, 10.0) for i, g in enumerate(all_nb201_genotypes())]
+    pd.DataFrame(rows, columns=["arch_str", "cifar10_test", "cifar100_test",
+                                "imagenet16_test"]).to_csv(table, index=False)
+    frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                        device=torch.device("cpu"), seeds=2, table_path=str(table),
+                        retrain_epochs=1, images=CHROMIUM is not None)
+    assert frame["retrain_test_acc"].between(0, 100).all()
+    if CHROMIUM is not None:
+        assert {p.name for p in (tmp_path / "out").glob("*.png")} == {
+            "methods-side-by-side.png", "the-cells-table-score-after-each-epoch.png",
+            "the-methods-picks-as-their-budget-is-spent.png"}
+    assert list(zip(frame["method"], frame["seed"], strict=True)) == [(m, s) for s in (0, 1)
+                                                              for m in methods(config)]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["method"].tolist() == ["darts", "random", "cmaes"]
+    assert (summary["seeds"] == 2).all()
+    for method, rows in frame.groupby("method"):
+        mean = summary.set_index("method").loc[method, "mean_best_cifar10_test"]
+        assert mean == pytest.approx(rows["best_cifar10_test"].mean())
+    epochs = pd.read_csv(tmp_path / "out" / "epochs.csv")
+    assert set(epochs["epoch"]) == {1, 2}
+    written_table = pd.read_csv(table)
+    scores = dict(zip(written_table["arch_str"], written_table["cifar10_test"], strict=True))
+    assert all(scores[c] == s for c, s in zip(epochs["cell"], epochs["cifar10_test"],
+                                                         strict=True))
+    # the tables' cells are padded to their columns' width; compare them unpadded
+    markdown = re.sub(" +", " ", (tmp_path / "out" / "compare.md").read_text())
+    assert markdown.count("| darts | 0 |") == 1 and markdown.count("| cmaes | 1 |") == 1
+    assert "| \\|" in markdown  # the cells' pipes are escaped
+    assert "| method | seeds | objective mean |" in markdown
+    assert "| epoch 1 | epoch 2 |" in markdown
+    assert "| validation signal | Spearman rho | trials |" in markdown
+    assert "| trained |" not in markdown  # no trial trained its cell
+    scored = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(scored) == frame["complete"].sum()
+    assert {"supernet_acc", "discrete_acc", "cifar10_test"} <= set(scored.columns)
+    for _, cma in scored[scored["method"] == "cmaes"].groupby("seed"):
+        assert pd.isna(cma["generation"].iloc[0])  # the queued centre
+        assert (cma["generation"].iloc[1:] == 0).all()  # popsize 4: one generation
+    assert scored.loc[scored["method"] != "cmaes", "generation"].isna().all()
+    ceiling = scored.groupby(["method", "seed"])["cifar10_test"].max()
+    assert all(row.max_cifar10_test == ceiling[(row.method, row.seed)] >= row.best_cifar10_test
+               for row in frame.itertuples())
+    assert "| CIFAR-10, best of its cells |" in markdown
+    picks = pd.read_csv(tmp_path / "out" / "incumbents.csv")
+    final = picks.groupby(["method", "seed"], sort=False).last()
+    assert all(final.loc[(row.method, row.seed), "best_trial"] == row.best_trial
+               and final.loc[(row.method, row.seed), "best_cifar10_test"]
+               == row.best_cifar10_test for row in frame.itertuples())
+    assert "| method | after 2 epochs | after 4 epochs | after 6 epochs |" in markdown
+    last = epochs[epochs["epoch"] == 2]
+    assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
+    budget, per_trial = 3 * 2, 2
+    assert all(budget - per_trial < e <= budget for e in frame["epochs"])
+    assert frame["best_cifar10_test"].between(50, 90).all()
+    assert (tmp_path / "out" / "compare.csv").exists()
+    assert (tmp_path / "out" / "compare.html").exists()
+    from pipeline.outer.study import load_study
+    from pipeline.results.report import write_report
+
+    study = load_study("tiny-s0-cmaes", root=tmp_path / "studies")
+    page = write_report(study, tmp_path / "studies" / "tiny-s0-cmaes", tmp_path / "tiny-s0-cmaes")
+    assert "Methods side by side" not in page.read_text()
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "out" / "compare.csv").rename(tmp_path / "tiny" / "compare.csv")
+    page = write_report(study, tmp_path / "studies" / "tiny-s0-cmaes", tmp_path / "tiny-s0-cmaes")
+    assert "Methods side by side" in page.read_text()
+    written = pd.read_csv(tmp_path / "tiny" / "compare.csv")
+    assert {"best_value", "cell", "params_M", "skip_share", "mean_value", "std_value",
+            "mean_cifar10_test"} <= set(written.columns)
+
+
+def test_a_bad_table_stops_compare_before_any_search(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import cli
+
+    (tmp_path / "t.csv").write_text("arch_str,cifar10_test\n")
+    code = cli.main(["compare", str(study_file), "--root", str(study_file.parent),
+                     "--out", str(tmp_path / "out"), "--nb201-table", str(tmp_path / "t.csv")])
+    assert code == 2 and "lacks the columns" in capsys.readouterr().err
+    assert [p.name for p in study_file.parent.iterdir()] == ["tiny.toml"]
+
+
+def test_compare_runs_only_the_methods_asked_for(
+        tiny_config: StudyConfig, tmp_path: Path, run_compare: Callable) -> None:
+    from pipeline.config import ConfigError
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(tiny_config.search,
+                                                                         epochs=1))
+    with pytest.raises(ConfigError, match="tpe"):
+        run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                    device=torch.device("cpu"), only=["tpe"])
+    frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                        device=torch.device("cpu"), only=["darts"], population=2)
+    assert frame["method"].tolist() == ["darts"] and frame["complete"].tolist() == [3]
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["tiny-s3-darts"]
+
+
+def test_method_studies_run_their_shared_first_search_once(
+        tiny_config: StudyConfig, tmp_path: Path, run_compare: Callable) -> None:
+    from pipeline.outer.study import load_study
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(tiny_config.search,
+                                                                         epochs=2))
+    run_compare(config, root=tmp_path / "a", out_dir=tmp_path / "out",
+                device=torch.device("cpu"), only=["random", "cmaes"])
+    random, cmaes = (load_study(f"tiny-s3-{m}", root=tmp_path / "a").get_trials()
+                     for m in ("random", "cmaes"))
+    # both start at plain DARTS' start with the study seed: one search, run by random
+    assert cmaes[0].user_attrs["same_search_as"] == "tiny-s3-random/00000"
+    assert not any("same_search_as" in t.user_attrs for t in random + cmaes[1:])
+    run_compare(config, root=tmp_path / "b", out_dir=tmp_path / "out",
+                device=torch.device("cpu"), only=["cmaes"])
+    alone = load_study("tiny-s3-cmaes", root=tmp_path / "b").get_trials()
+
+    def outcome(trials: list) -> list:
+        return [(t.params, t.values, t.intermediate_values, t.user_attrs["cell"])
+                for t in trials]
+
+    assert outcome(cmaes) == outcome(alone)  # as if it had run the search itself
+
+
+def test_hypervolume_of_a_front() -> None:
+    assert hypervolume([(50.0, 0.5)], max_params=1.0) == pytest.approx(25.0)
+    # a dominated point adds nothing; a smaller, less accurate cell adds its own strip
+    assert hypervolume([(50.0, 0.5), (40.0, 0.6)], 1.0) == pytest.approx(25.0)
+    assert hypervolume([(50.0, 0.5), (40.0, 0.25)], 1.0) == pytest.approx(
+        40 * 0.25 + 50 * 0.5)
+    assert hypervolume([(90.0, 2.0)], 1.0) == 0.0  # beyond the reference
+    assert hypervolume([], 1.0) == 0.0
+
+
+def test_two_objective_compare_uses_the_study_sampler(
+        tiny_config: StudyConfig, tmp_path: Path, run_compare: Callable) -> None:
+    config = dataclasses.replace(
+        tiny_config, search=dataclasses.replace(tiny_config.search, epochs=1,
+                                                objective=("supernet", "params")),
+        outer=dataclasses.replace(tiny_config.outer, sampler="nsga2", n_trials=2))
+    assert methods(config) == ("darts", "random", "nsga2")
+    frame = run_compare(config, root=tmp_path / "studies", out_dir=tmp_path / "out",
+                        device=torch.device("cpu"))
+    assert frame["method"].tolist() == ["darts", "random", "nsga2"]
+    assert (frame["front_size"] >= 1).all()
+    assert frame["front_hypervolume"].between(0, 100).all()
+    for cells, best in zip(frame["front_cells"], frame["cell"], strict=True):
+        assert best in cells.split(" ; ")  # the most accurate trial is on its front
+
+
+def _finished(number: int, state: TrialState, value: float | None, epochs: int,
+              cell: str, minute: int, **attrs: object) -> FrozenTrial:
+    trial = optuna.trial.create_trial(
+        state=state, value=value, intermediate_values={e: 1.0 for e in range(epochs)},
+        user_attrs={"cell": cell, "eval_params_M": 0.1, "epochs_run": epochs, **attrs})
+    trial.number = number
+    trial.datetime_complete = datetime.datetime(2026, 1, 1, 0, minute)
+    return trial
+
+
+def test_the_pick_follows_the_trials_in_the_order_they_finished() -> None:
+    cells = [g.to_str() for g, _ in zip(all_nb201_genotypes(), range(3), strict=False)]
+    table = pd.DataFrame({"arch_str": cells, "cifar10_test": [80.0, 90.0, 70.0],
+                          "cifar100_test": 0.0, "imagenet16_test": 0.0}).set_index("arch_str")
+    trials = [_finished(0, TrialState.COMPLETE, 40.0, 3, cells[0], minute=5),
+              _finished(1, TrialState.PRUNED, None, 1, cells[1], minute=1),
+              _finished(2, TrialState.COMPLETE, 45.0, 3, cells[1], minute=9),
+              _finished(3, TrialState.FAIL, None, 0, cells[2], minute=2,
+                        fail_reason="interrupted"),
+              _finished(4, TrialState.COMPLETE, 42.0, 3, cells[2], minute=7)]
+    rows = incumbents("cmaes", 0, trials, table)
+    assert [(r["epochs"], r["trials"], r["best_trial"], r["best_cifar10_test"]) for r in rows] \
+        == [(4, 2, 0, 80.0), (7, 3, 4, 70.0), (10, 4, 2, 90.0)]  # the pruned one cost 1
+    other = incumbents("cmaes", 1, trials[:1], table)
+    assert pd.isna(incumbent_curve(pd.DataFrame(rows), every=3, budget=12)).iloc[0, 2:].all()
+    curve = incumbent_curve(pd.DataFrame(rows + other), every=3, budget=12)
+    assert curve["epochs"].tolist() == [3, 6, 9, 12]
+    # epoch 3: only seed 1 has a pick; epoch 6 on: both seeds (80, then 70 and 90 for seed 0)
+    assert curve["best_cifar10_test"].tolist() == [80.0, 80.0, 75.0, 85.0]
+    assert curve["best_value"].tolist() == [40.0, 40.0, 41.0, 42.5]

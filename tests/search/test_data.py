@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.search.data import (
+    DatasetError,
+    DeviceBatches,
+    ImageSet,
+    channel_stats,
+    load_dataset,
+    search_split,
+)
+
+
+def _images(n: int = 40, classes: int = 4) -> ImageSet:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 6, 6), generator=generator, dtype=torch.uint8)
+    return ImageSet(images, torch.arange(n) % classes, tuple(map(str, range(classes))))
+
+
+def test_digits_are_embedded_and_split_without_overlap() -> None:
+    train, test = load_dataset("digits", "unused")
+    assert train.shape == (1, 8, 8) and len(train) + len(test) == 1797
+    assert train.images.dtype == torch.uint8 and len(train.classes) == 10
+    assert abs(len(test) / 1797 - 0.2) < 0.01
+
+
+def test_unknown_dataset_and_missing_files(tmp_path) -> None:
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_dataset("mnist", tmp_path)
+    with pytest.raises(DatasetError, match="download"):
+        load_dataset("cifar10", tmp_path)
+    with pytest.raises(DatasetError, match="train"):
+        load_dataset("imagefolder", tmp_path)
+
+
+def test_imagefolder_tree_loads(tmp_path) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (5, 5), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    train, test = load_dataset("imagefolder", tmp_path)
+    assert train.images.shape == (6, 3, 5, 5) and train.classes == ("cat", "dog")
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1] and len(test) == 6
+
+
+def test_search_split_is_balanced_disjoint_and_seeded() -> None:
+    data = _images()
+    a, b = search_split(data, subset=0, seed=1)
+    assert len(a) == len(b) == 20
+    assert torch.bincount(a.labels).tolist() == [5, 5, 5, 5]
+    rows = {tuple(x.flatten().tolist()) for x in torch.cat([a.images, b.images])}
+    assert len(rows) == 40
+    a2, _ = search_split(data, subset=0, seed=1)
+    assert torch.equal(a.images, a2.images)
+    small, _ = search_split(data, subset=16, seed=1)
+    assert len(small) == 8 and torch.bincount(small.labels).tolist() == [2, 2, 2, 2]
+
+
+def _batches(crop: int = 0, flip: bool = False) -> DeviceBatches:
+    data = _images()
+    mean, std = channel_stats(data)
+    return DeviceBatches(data, batch_size=16, device=torch.device("cpu"), mean=mean, std=std,
+                         crop_padding=crop, flip=flip)
+
+
+def test_epochs_are_a_function_of_seed_and_epoch() -> None:
+    batches = _batches(crop=2, flip=True)
+    first = [x for x, _ in batches.epoch(5, 0)]
+    again = [x for x, _ in batches.epoch(5, 0)]
+    other = [x for x, _ in batches.epoch(5, 1)]
+    assert len(first) == len(batches) == 3
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0])
+
+
+def test_unaugmented_epoch_is_a_permutation_of_normalised_images() -> None:
+    batches = _batches()
+    xs, ys = zip(*batches.epoch(0, 0), strict=True)
+    reference = torch.cat([x for x, _ in batches.in_order()])
+    got = torch.cat(xs)
+    assert got.shape == reference.shape
+    assert sorted(map(tuple, got.flatten(1).tolist())) == sorted(
+        map(tuple, reference.flatten(1).tolist()))
+    assert torch.cat(ys).sort().values.tolist() == sorted(batches.labels.tolist())
+
+
+def test_crops_are_windows_of_the_padded_image() -> None:
+    batches = _batches(crop=2)
+    generator_order = torch.randperm(40, generator=torch.Generator().manual_seed(7 * 1_000_003))
+    x, _ = next(batches.epoch(7, 0))
+    raw = batches.images[generator_order[:16]].float() / 255
+    padded = torch.nn.functional.pad(raw, (2, 2, 2, 2))
+    x = x * batches.std + batches.mean  # undo normalisation
+    for image, source in zip(x, padded, strict=True):
+        windows = [source[:, i:i + 6, j:j + 6] for i in range(5) for j in range(5)]
+        assert any(torch.allclose(image, w, atol=1e-5) for w in windows)
