@@ -43,27 +43,43 @@ def save_checkpoint(path: Path, state: Mapping[str, Any], *, meta: Mapping[str, 
     _atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: Path, *, meta: Mapping[str, Any],
-                    same: Callable[[Mapping[str, Any]], Any] = dict) -> dict[str, Any]:
-    """Load a search state saved for the same ``meta`` (the same once both are passed
-    through ``same``), without unpickling objects.
+def load_checkpoint(path: Path, *, meta: Mapping[str, Any], keys: Iterable[str],
+                    epochs: int, same: Callable[[Mapping[str, Any]], Any] = dict
+                    ) -> dict[str, Any]:
+    """Load a state saved for the same ``meta`` (the same once both are passed through
+    ``same``), without unpickling objects, and check it: a dict holding ``keys`` and an
+    ``epoch`` from 0 to ``epochs``. Leftover temporary files of interrupted writes beside
+    it are removed.
 
     Raises:
         FileNotFoundError: there is no checkpoint.
-        CheckpointError: it is unreadable, of another schema, or for another setup.
+        CheckpointError: it is unreadable, not a checkpoint of this schema, for another
+            setup, or its state is incomplete or past the end of its run.
     """
+    for partial in path.parent.glob(f".{path.name}.*.tmp"):
+        partial.unlink(missing_ok=True)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path} is unreadable: {error}") from None
-    if not isinstance(payload, dict) or payload.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint")
+    if payload.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(f"{path} has schema {payload.get('schema_version')!r}, "
                               f"expected {SCHEMA_VERSION}")
     if not isinstance(payload.get("meta"), dict) or same(payload["meta"]) != same(meta):
         raise CheckpointError(f"{path} belongs to a different trial setup")
-    state: dict[str, Any] = payload["state"]
+    state = payload.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} lacks all of its state")
+    missing = sorted((set(keys) | {"epoch"}) - set(state))
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)} of its state")
+    epoch = state["epoch"]
+    if not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        raise CheckpointError(f"{path} is at epoch {epoch!r}, outside its run of {epochs}")
     return state
 
 

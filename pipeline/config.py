@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -20,6 +21,10 @@ OBJECTIVES = ("supernet", "discrete", "trained")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
+MAX_SEED = 2**32 - 1
+# Bounds past which a study cannot run on any machine (memory), refused at load time.
+MAX_CHANNELS, MAX_CELLS, MAX_DIRECTIONS, MAX_POPSIZE, MAX_PADDING = 1024, 64, 64, 1000, 64
+MAX_HEARTBEAT_S, MAX_GRACE_S = 3600, 7 * 24 * 3600
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What may change while a study runs: its budget, and how tensors are laid out in memory.
 CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last",
@@ -53,7 +58,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.dataset", self.dataset, DATASETS)
         _check(self.subset >= 0, "data.subset", "must be >= 0 (0 keeps every image)", self.subset)
-        _check(self.crop_padding >= 0, "data.crop_padding", "must be >= 0", self.crop_padding)
+        _check(0 <= self.crop_padding <= MAX_PADDING, "data.crop_padding",
+               f"must be in 0..{MAX_PADDING}", self.crop_padding)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,11 +73,12 @@ class SpaceConfig:
 
     def __post_init__(self) -> None:
         _check_choice("space.name", self.name, SPACES)
-        _check(self.channels >= 1, "space.channels", "must be >= 1", self.channels)
-        _check(self.cells_per_stage >= 1, "space.cells_per_stage", "must be >= 1",
-               self.cells_per_stage)
-        _check(self.layers >= 3, "space.layers", "must be >= 3 (two are reductions)",
-               self.layers)
+        _check(1 <= self.channels <= MAX_CHANNELS, "space.channels",
+               f"must be in 1..{MAX_CHANNELS}", self.channels)
+        _check(1 <= self.cells_per_stage <= MAX_CELLS, "space.cells_per_stage",
+               f"must be in 1..{MAX_CELLS}", self.cells_per_stage)
+        _check(3 <= self.layers <= MAX_CELLS, "space.layers",
+               f"must be in 3..{MAX_CELLS} (two are reductions)", self.layers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,7 +176,8 @@ class StartConfig:
         _check(self.alpha_range >= 0, "start.alpha_range", "must be >= 0 (0 derives it)",
                self.alpha_range)
         _check(self.gain_range > 0, "start.gain_range", "must be > 0", self.gain_range)
-        _check(self.directions >= 0, "start.directions", "must be >= 0", self.directions)
+        _check(0 <= self.directions <= MAX_DIRECTIONS, "start.directions",
+               f"must be in 0..{MAX_DIRECTIONS}", self.directions)
         _check(self.direction_range > 0, "start.direction_range", "must be > 0",
                self.direction_range)
         for name in self.cosearch:
@@ -205,8 +213,8 @@ class OuterConfig:
         _check(self.n_trials >= 1, "outer.n_trials", "must be >= 1", self.n_trials)
         _check(self.epoch_budget >= 0, "outer.epoch_budget", "must be >= 0 (0: count trials)",
                self.epoch_budget)
-        _check(self.popsize >= 0, "outer.popsize", "must be >= 0 (0: CMA-ES default)",
-               self.popsize)
+        _check(0 <= self.popsize <= MAX_POPSIZE, "outer.popsize",
+               f"must be in 0..{MAX_POPSIZE} (0: CMA-ES default)", self.popsize)
         _check(self.warmup_epochs >= 0, "outer.warmup_epochs", "must be >= 0",
                self.warmup_epochs)
         _check(self.startup_trials >= 0, "outer.startup_trials", "must be >= 0",
@@ -215,10 +223,11 @@ class OuterConfig:
                self.percentile)
         _check(self.patience >= 0, "outer.patience", "must be >= 0", self.patience)
         _check(self.max_retries >= 0, "outer.max_retries", "must be >= 0", self.max_retries)
-        _check(self.heartbeat_interval >= 1, "outer.heartbeat_interval", "must be >= 1 s",
-               self.heartbeat_interval)
-        _check(self.grace_period > self.heartbeat_interval, "outer.grace_period",
-               "must exceed outer.heartbeat_interval", self.grace_period)
+        _check(1 <= self.heartbeat_interval <= MAX_HEARTBEAT_S, "outer.heartbeat_interval",
+               f"must be in 1..{MAX_HEARTBEAT_S} s", self.heartbeat_interval)
+        _check(self.heartbeat_interval < self.grace_period <= MAX_GRACE_S, "outer.grace_period",
+               f"must exceed outer.heartbeat_interval and be at most {MAX_GRACE_S} s",
+               self.grace_period)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,7 +288,15 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check_study_name(self.name)
-        _check(self.seed >= 0, "seed", "must be >= 0", self.seed)
+        _check(0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}", self.seed)
+        subset, batch = self.data.subset, self.search.batch_size
+        _check(subset == 0 or subset >= 2 * batch, "data.subset",
+               f"must be 0 (every image) or hold a batch for each half of the search split "
+               f"(>= 2 x search.batch_size = {2 * batch})", subset)
+        budget, epochs = self.outer.epoch_budget, self.search.epochs
+        _check(budget == 0 or budget >= epochs, "outer.epoch_budget",
+               f"must be 0 (count trials) or hold one search (>= search.epochs = {epochs})",
+               budget)
         if self.search.multi_objective:
             _check(self.outer.sampler != "cmaes", "outer.sampler",
                    'cannot be "cmaes" with two objectives (CMA-ES optimises one); '
@@ -403,6 +420,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     elif hint is float:
         _check(isinstance(value, int | float) and not isinstance(value, bool), key,
                "must be a number", value)
+        _check(math.isfinite(value), key, "must be a finite number", value)
         return float(value)
     elif hint is str:
         _check(isinstance(value, str), key, "must be a string", value)

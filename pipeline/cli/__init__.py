@@ -73,35 +73,73 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    args = build_parser().parse_args(argv)
+    args.storage = getattr(args, "storage", None)
+    try:
+        configure_logging(args)
+    except OSError as error:  # a log file that cannot be written
+        _report(args, f"error: --log-file {args.log_file}: {error.strerror or error}")
+        return EXIT_USAGE
+    try:
+        with logging_redirect_tqdm():
+            return COMMANDS[args.command].run(args)
+    except (Exception, KeyboardInterrupt) as error:
+        outcome = _outcome(error)
+        if outcome is None:
+            raise
+        code, message = outcome
+        _report(args, message)
+        return code
+
+
+def _outcome(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and message for an error that ended a command; None for an error
+    nobody expects (a bug), whose traceback is worth seeing."""
+    import optuna
+    import sqlalchemy
+
     from pipeline.checkpoint import CheckpointError
-    from pipeline.outer.storage import StudyError, redact
+    from pipeline.outer.storage import StudyError
     from pipeline.results.figures import ImageExportError
     from pipeline.results.ground_truth import TableError
     from pipeline.search import PopulationError
     from pipeline.search.data import DatasetError
     from pipeline.spaces import GenotypeError
 
-    args = build_parser().parse_args(argv)
-    configure_logging(args)
-    try:
-        with logging_redirect_tqdm():
-            return COMMANDS[args.command].run(args)
-    except (ConfigError, StudyError, DatasetError, GenotypeError, TableError,
-            PopulationError, ImageExportError) as error:
-        _report(args, f"error: {redact(str(error))}")
-        return EXIT_USAGE
-    except KeyboardInterrupt as interrupt:
-        _report(args, "interrupted; run the same command again to resume")
-        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
-    except (CheckpointError, RuntimeError, OSError) as error:
-        _report(args, f"{type(error).__name__}: {redact(str(error))}")
-        return EXIT_FAILURE
+    if isinstance(error, ConfigError | StudyError | DatasetError | GenotypeError | TableError
+                  | PopulationError | ImageExportError):
+        return EXIT_USAGE, f"error: {error}"
+    if isinstance(error, optuna.exceptions.StorageInternalError | sqlalchemy.exc.DatabaseError):
+        return EXIT_USAGE, (f"error: the study's storage failed: {_root_cause(error)} (a "
+                            "damaged database? restore a copy, or move it away to start afresh)")
+    if isinstance(error, KeyboardInterrupt):
+        code = EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
+        return code, "interrupted; run the same command again to resume"
+    if isinstance(error, OSError):  # a full disk, say: the trial it stopped resumes next time
+        return EXIT_FAILURE, (f"{type(error).__name__}: {error}; once that is mended, run the "
+                              "same command again to resume")
+    if isinstance(error, CheckpointError | RuntimeError):
+        return EXIT_FAILURE, f"{type(error).__name__}: {error}"
+    return None
+
+
+def _root_cause(error: BaseException) -> str:
+    """The first line of the innermost error that caused ``error``."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _report(args: argparse.Namespace, message: str) -> None:
+    """One line on standard error; with ``--debug`` the traceback first (passwords
+    hidden there too)."""
+    from pipeline.outer.storage import redact
+
     if args.debug:
-        traceback.print_exc()
-    print(f"globaldarts: {' '.join(message.split())}", file=sys.stderr)
+        print(redact(traceback.format_exc(), url=args.storage), file=sys.stderr, end="")
+    message = redact(" ".join(message.split()), url=args.storage)
+    print(f"globaldarts: {message}", file=sys.stderr)
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -100,15 +100,34 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                          "CUDA devices")
     return device
 
 
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars: on a terminal, unless ``--quiet``."""
     return not args.quiet and sys.stderr.isatty()
+
+
+class _Redacting(logging.Filter):
+    """Hides storage passwords in every log record (see ``redact``)."""
+
+    def __init__(self, url: str | None) -> None:
+        super().__init__()
+        self.url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pipeline.outer.storage import redact
+
+        record.msg, record.args = redact(record.getMessage(), url=self.url), None
+        return True
 
 
 def configure_logging(args: argparse.Namespace) -> None:
@@ -124,6 +143,7 @@ def configure_logging(args: argparse.Namespace) -> None:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(_Redacting(args.storage))
     logging.basicConfig(level=level, handlers=handlers, force=True)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.disable_default_handler()

@@ -97,6 +97,10 @@ def _print_summary(config: StudyConfig, summary: StudySummary) -> None:
               f"in {summary.finished} trials")
     else:
         print(f"trials         {summary.finished} of {summary.budget} finished")
+    if summary.running:
+        print(f"running        {summary.running} trials of other workers" + (
+            "" if summary.heartbeat else "; a journal file keeps no heartbeat, so a trial "
+            "whose worker was killed on another machine stays running: see 'status'"))
     print(f"study          {summary.state_dir} (storage {summary.storage})")
 
 

@@ -9,17 +9,18 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
-from pipeline.outer.trials import INTERRUPTED, SURPLUS
+from pipeline.outer.trials import SURPLUS, resumable
 
 
 def counted(trial: FrozenTrial) -> bool:
     """Whether a trial counts against the budget: a finished one, or a failure the search
-    decided (a diverged search). An interrupted trial is resumed, and a surplus one never
-    ran, so neither counts."""
+    decided (a diverged search). An interrupted trial (or one an I/O error stopped) is
+    resumed, and a surplus one never ran, so neither counts."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = trial.user_attrs.get("fail_reason")
-    return trial.state == TrialState.FAIL and reason not in (None, INTERRUPTED, SURPLUS)
+    return (trial.state == TrialState.FAIL and reason is not None and reason != SURPLUS
+            and not resumable(reason))
 
 
 def trials_used(trials: Sequence[FrozenTrial]) -> int:

@@ -176,7 +176,8 @@ class Objective:
             own = source == files
             try:
                 search.load_state_dict(load_checkpoint(
-                    source / "ckpt.pt", meta=meta, same=dict if own else without_study))
+                    source / "ckpt.pt", meta=meta, keys=DartsSearch.STATE_KEYS,
+                    epochs=search.epochs, same=dict if own else without_study))
             except FileNotFoundError:
                 continue
             except (CheckpointError, KeyError, RuntimeError, ValueError) as error:

@@ -124,7 +124,8 @@ def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[tuple[str
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         message = str(error).splitlines()[0] if str(error) else ""
-        errors.put((config.name, redact(f"{type(error).__name__}: {message}")))
+        errors.put((config.name, redact(f"{type(error).__name__}: {message}",
+                                        url=settings.storage)))
         sys.exit(1)
 
 

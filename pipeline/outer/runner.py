@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import threading
 import warnings
 from collections.abc import Iterator
 
 import optuna
+import sqlalchemy
 import torch
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -19,6 +21,8 @@ from pipeline.outer.budget import Budget
 from pipeline.outer.objective import Objective, TrialRun
 from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
 from pipeline.search import DivergedError, Population
+
+logger = logging.getLogger(__name__)
 
 
 def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
@@ -82,8 +86,15 @@ def _ask(study: optuna.Study, objective: Objective, size: int) -> list[TrialRun]
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
-    trial.set_user_attr("fail_reason", failure_reason(error))
-    study.tell(trial, state=TrialState.FAIL)
+    """Fail a trial with the reason ``error`` gives. If the storage cannot take it (a full
+    disk holds the database too), the trial stays running for recovery to find."""
+    try:
+        trial.set_user_attr("fail_reason", failure_reason(error))
+        study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError,
+            OSError) as storage_error:
+        logger.warning("trial %d could not be failed in the storage: %s", trial.number,
+                       storage_error)
 
 
 @contextlib.contextmanager

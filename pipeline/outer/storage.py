@@ -3,8 +3,10 @@ SQLite database by default, passwords kept out of messages."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import urllib.parse
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,12 +15,17 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_ATTEMPTS = 5
-_PASSWORD_IN_URL = re.compile(r"(//[^:/@]*:)[^@/]*@")
+# A URL's password: from the ':' after its user name to the last '@' before a blank or a
+# quote, so that a password holding '/', ':' or an unencoded '@' is hidden whole.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/'\"]*):([^\s'\"]*)@")
+_NAMED_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)=([^\s&'\"]*)")
 
 
 class StudyError(RuntimeError):
@@ -30,9 +37,33 @@ def default_storage(directory: Path) -> str:
     return f"sqlite:///{directory / 'study.db'}"
 
 
-def redact(text: str) -> str:
-    """Hide the password of any storage URL inside ``text``."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", text)
+def redact(text: str, *, url: str | None = None) -> str:
+    """Hide the passwords in ``text``: those of storage URLs (``user:PASSWORD@host``),
+    ``password=...`` settings (a URL's query, a driver's connection string), and every
+    other occurrence of ``url``'s passwords (a driver may echo one, decoded, anywhere)."""
+    secrets = _passwords(url) if url else set()
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _NAMED_PASSWORD.sub(r"\1=***", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _passwords(url: str) -> set[str]:
+    """The passwords a storage URL holds, as written and percent-decoded, and the pieces
+    between their '@', ':' and '/' (a driver that parses the URL otherwise may echo one
+    as a host name); two characters or more, or every message would be blanked out."""
+    found = [m.group(2) for m in _URL_PASSWORD.finditer(url)]
+    found += [m.group(2) for m in _NAMED_PASSWORD.finditer(url)]
+    found += [urllib.parse.unquote(secret) for secret in found]
+    found += [piece for secret in found for piece in re.split(r"[@:/]", secret)]
+    return {secret for secret in found if len(secret) > 1}
+
+
+def is_journal(url: str) -> bool:
+    """Whether a storage URL names an Optuna journal file (a path ending in ``.log`` or
+    ``.journal``)."""
+    return url.endswith((".log", ".journal")) and "://" not in url
 
 
 def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 30,
@@ -47,7 +78,8 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
         StudyError: the storage cannot be reached or understood; the password is hidden.
     """
     try:
-        if url.endswith((".log", ".journal")) and "://" not in url:
+        if is_journal(url):
+            _repair_journal(Path(url))
             return optuna.storages.JournalStorage(JournalFileBackend(url))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -56,7 +88,28 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
                              grace_period=grace_period_s, heartbeat_stale_trial_callback=retry)
     except Exception as error:  # SQLAlchemy and drivers raise many kinds
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StudyError(f"cannot open storage {redact(url)}: {redact(message)}") from None
+        raise StudyError(f"cannot open storage {redact(url, url=url)}: "
+                         f"{redact(message, url=url)}") from None
+
+
+def _repair_journal(path: Path) -> None:
+    """Drop a partial last record from a journal file (its writer was killed mid-line), under
+    the journal's own lock, before anything is appended after it: the record never took
+    effect, and a line appended to it would make the whole file unreadable."""
+    if not path.exists():
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        with path.open("rb+") as handle:
+            content = handle.read()
+            if not content or content.endswith(b"\n"):
+                return
+            handle.truncate(content.rfind(b"\n") + 1)
+        logger.warning("journal %s ended in a partial record (a writer stopped mid-line); "
+                       "dropped it", path)
+    finally:
+        lock.release()
 
 
 class _ClaimingStorage(optuna.storages.RDBStorage):
@@ -89,7 +142,11 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
     """An RDB storage; workers starting together may race to create its tables."""
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size == 0:
+            raise StudyError(f"{path} is empty (0 bytes), not a study database: a damaged "
+                             "file? Move it away to start the study afresh")
+        path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:

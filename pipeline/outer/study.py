@@ -9,7 +9,6 @@ import os
 import platform
 import subprocess
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +30,16 @@ from pipeline.config import (
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
 from pipeline.outer.objective import Objective, Publisher
 from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.recovery import fail_dead_local_trials, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import build_pruner, build_sampler
-from pipeline.outer.storage import StudyError, default_storage, make_storage, redact
-from pipeline.outer.trials import INTERRUPTED, original_number
+from pipeline.outer.storage import (
+    StudyError,
+    default_storage,
+    is_journal,
+    make_storage,
+    redact,
+)
 from pipeline.search import PopulationError, StartSpace, build_start_space, prepare_data
 
 logger = logging.getLogger(__name__)
@@ -55,6 +60,8 @@ class StudySummary:
     front: list[FrozenTrial]
     epochs_spent: int
     epoch_budget: int
+    running: int = 0
+    heartbeat: bool = True
 
 
 def state_dir(root: str | Path, name: str) -> Path:
@@ -77,6 +84,7 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
             :len(config.search.objectives)],
         sampler=build_sampler(config, start_space, seed=config.seed),
         pruner=build_pruner(config))
+    fail_dead_local_trials(study)
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # Another worker is at it: sample with this process's own seed, so that workers
         # do not propose the same start points. A lone worker stays reproducible.
@@ -134,23 +142,6 @@ def _finished_study(config: StudyConfig, storage_url: str, budget: Budget, *,
     return study
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Queue a retry of each interrupted trial not yet retried; it resumes from its
-    checkpoint with the same x and seed. Returns the original trial numbers."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
-    queued = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for trial in trials:
-            if (trial.state == TrialState.FAIL and trial.number not in retried
-                    and trial.user_attrs.get("fail_reason") == INTERRUPTED):
-                retry()(study, trial)
-                queued.append(original_number(trial))
-    return queued
-
-
 def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
               device: torch.device, force: bool = False, progress: bool = False,
               population: int = 1, publisher: Publisher | None = None) -> StudySummary:
@@ -181,7 +172,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     study = open_study(config, study_storage, start_space, force=force)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.resolved.json").write_text(json.dumps(to_dict(config), indent=2))
-    resumed = requeue_interrupted(study)
+    resumed = recover(study, heartbeat=isinstance(study_storage, optuna.storages.RDBStorage))
     if resumed:
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
@@ -243,8 +234,7 @@ def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: f
     again, so the worker waits for those trials to end rather than leave.
     """
     while True:
-        if heartbeat:
-            _fail_stale_trials(study)
+        recover(study, heartbeat=heartbeat)
         trials = study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
@@ -258,27 +248,18 @@ def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: f
         time.sleep(poll_s)
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
-    """Fail (and so queue retries of) trials whose worker stopped beating. Workers race to
-    do it; SQLite answers the loser with an error, which is harmless: the trial is failed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            optuna.storages.fail_stale_trials(study)
-        except optuna.exceptions.StorageInternalError as error:
-            logger.debug("another worker was failing stale trials: %s", error)
-
-
 def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Budget
               ) -> StudySummary:
     """Collect where a study stands: trials finished, the best complete one and the
     Pareto front of accuracy and cell parameters."""
     trials = study.get_trials(deepcopy=False)
-    return StudySummary(name=study.study_name, storage=redact(storage_url),
+    return StudySummary(name=study.study_name, storage=redact(storage_url, url=storage_url),
                         state_dir=directory, finished=trials_used(trials),
                         budget=budget.trials, best=best_trial(trials),
                         front=front_trials(trials), epochs_spent=epochs_used(trials),
-                        epoch_budget=budget.epochs)
+                        epoch_budget=budget.epochs,
+                        running=sum(t.state == TrialState.RUNNING for t in trials),
+                        heartbeat=not is_journal(storage_url))
 
 
 def load_study(name: str, *, root: str | Path, storage: str | None = None) -> optuna.Study:
@@ -294,7 +275,8 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
     try:
         return optuna.load_study(study_name=name, storage=make_storage(storage_url))
     except KeyError:
-        raise StudyError(f"no study {name!r} in {redact(storage_url)}") from None
+        raise StudyError(f"no study {name!r} in {redact(storage_url, url=storage_url)}"
+                         ) from None
 
 
 def stored_config(name: str, *, root: str | Path, storage: str | None = None) -> StudyConfig:

@@ -16,7 +16,11 @@ from pipeline.config import StudyConfig, to_dict, without_changeable
 from pipeline.search import DivergedError
 
 INTERRUPTED = "interrupted"
+IO_ERROR = "I/O error"
 SURPLUS = "surplus: the budget was met by other workers"
+# Failures that are not the search's doing: the trial is retried from its checkpoint and
+# does not count against the budget.
+RESUMABLE = (INTERRUPTED, IO_ERROR)
 # Sections that do not change what a trial's search computes.
 NOT_SEARCH = ("retrain",)
 
@@ -37,7 +41,15 @@ def failure_reason(error: BaseException) -> str:
         return f"out of memory: {str(error).splitlines()[0]}"
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
+    if isinstance(error, OSError):  # a full disk, a lost mount: not the search's doing
+        return f"{IO_ERROR}: {error}"
     return f"{type(error).__name__}: {error}"
+
+
+def resumable(reason: str | None) -> bool:
+    """Whether a failed trial with this ``fail_reason`` is retried from its checkpoint (an
+    interruption, an I/O error) rather than counted as a search that ended."""
+    return reason is not None and reason.partition(":")[0] in RESUMABLE
 
 
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:

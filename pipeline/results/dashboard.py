@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import make_server
 
 import optuna
 import optuna_dashboard
@@ -16,6 +17,9 @@ from pipeline.outer.study import load_study, state_dir
 from pipeline.results import figures
 from pipeline.results.report import history_frame, trials_frame
 from pipeline.spaces import parse_genotype, space_of
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 def artifact_store(folder: Path) -> FileSystemArtifactStore:
@@ -78,13 +82,28 @@ def _trial_note(attrs: Mapping[str, Any]) -> str:
 
 
 def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,
-                    host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve a study's storage and artifacts in optuna-dashboard until interrupted.
+                    host: str = "127.0.0.1", port: int = 8080, read_only: bool = False) -> None:
+    """Serve a study's storage and artifacts in optuna-dashboard until interrupted;
+    ``read_only`` refuses every request that would change them (optuna-dashboard's API
+    has no authentication: anyone who reaches it may write and delete).
 
     Raises:
         StudyError: no such study.
     """
     load_study(name, root=root, storage=storage)  # the study must exist
-    optuna_dashboard.run_server(make_storage(storage or default_storage(state_dir(root, name))),
-                                host=host, port=port,
+    app = optuna_dashboard.wsgi(make_storage(storage or default_storage(state_dir(root, name))),
                                 artifact_store=artifact_store(state_dir(root, name)))
+    with make_server(host, port, _read_only(app) if read_only else app) as server:
+        server.serve_forever()
+
+
+def _read_only(app: WSGIApplication) -> WSGIApplication:
+    """``app``, refusing every method but GET and HEAD with 405."""
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD"):
+            return app(environ, start_response)
+        start_response("405 Method Not Allowed", [("Content-Type", "text/plain"),
+                                                  ("Allow", "GET, HEAD")])
+        return [b"this dashboard is read-only\n"]
+
+    return guarded

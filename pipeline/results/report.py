@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import re
 import warnings
@@ -21,6 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
 from pipeline.results import figures
+
+logger = logging.getLogger(__name__)
 
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
                  "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
@@ -61,15 +64,33 @@ def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path) -> pd.DataFrame
             latest[trial.user_attrs["trial_key"]] = trial
     parts = []
     for key, trial in latest.items():
-        path = state_dir / "trials" / key / "metrics.jsonl"
-        if not path.exists() or not path.stat().st_size:
+        records = read_metrics(state_dir / "trials" / key / "metrics.jsonl")
+        if not records:
             continue
-        metrics = pd.read_json(path, lines=True)
+        metrics = pd.DataFrame(records)
         metrics["number"], metrics["state"] = trial.number, trial.state.name
         parts.append(metrics.reindex(columns=list(CURVE_COLUMNS)))
     if not parts:
         return pd.DataFrame(columns=list(CURVE_COLUMNS))
     return pd.concat(parts, ignore_index=True).sort_values(["number", "epoch"])
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a trial's ``metrics.jsonl``; a damaged line (a write cut off,
+    stray bytes) is skipped with a warning naming the file and line."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if isinstance(record, dict) and "epoch" in record:
+            records.append(record)
+        elif line.strip():
+            logger.warning("%s, line %d: not an epoch record; skipped", path, number)
+    return records
 
 
 def history_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -239,6 +239,9 @@ class DartsSearch:
 
     # -- state ------------------------------------------------------------------------
 
+    STATE_KEYS = ("model", "w_optimizer", "a_optimizer", "scheduler", "epoch", "history",
+                  "torch_rng")
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this search exactly where it stands."""
         return {

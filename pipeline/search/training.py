@@ -140,6 +140,8 @@ class _Training:
             if after_epoch is not None:
                 after_epoch(self.state_dict(epoch + 1))
 
+    STATE_KEYS = ("model", "optimizer", "scheduler", "epoch")
+
     def state_dict(self, epoch: int) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": epoch}
@@ -152,7 +154,8 @@ class _Training:
 
 def _resume(path: Path, meta: dict[str, Any], run: _Training) -> int:
     try:
-        state = load_checkpoint(path, meta=meta)
+        state = load_checkpoint(path, meta=meta, keys=_Training.STATE_KEYS,
+                                epochs=run.settings.epochs)
     except FileNotFoundError:
         return 0
     except CheckpointError as error:

@@ -5,6 +5,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -147,13 +148,25 @@ def _interrupt_in_epoch_2(config: StudyConfig, root: Path,
             run_study(config, root=root, device=CPU)
 
 
+def _past_its_run(path: Path) -> None:
+    """A real checkpoint whose epoch is past the search's last."""
+    payload = torch.load(path, weights_only=True)
+    payload["state"]["epoch"] = 7
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_bytes(b"not a checkpoint"),
+    lambda path: torch.save([1, 2, 3], path),  # loads, but is no checkpoint
+    _past_its_run,
+], ids=["garbage", "a list", "past its run"])
 def test_a_corrupt_checkpoint_restarts_its_trial(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None]) -> None:
     config = _with(tiny_config, outer={"n_trials": 1})
     _interrupt_in_epoch_2(config, tmp_path, monkeypatch)
     checkpoint = tmp_path / "tiny" / "trials" / "00000" / "ckpt.pt"
-    checkpoint.write_bytes(b"not a checkpoint")
+    damage(checkpoint)
     run_study(config, root=tmp_path, device=CPU)
     assert "trial 00000 cannot resume from" in caplog.text
     retry = load_study("tiny", root=tmp_path).get_trials()[-1]
@@ -468,3 +481,91 @@ def test_a_trial_another_worker_finished_first_does_not_stop_the_worker(
     with pytest.raises(ValueError, match="other mistake"):
         run_study(_with(tiny_config, outer={"n_trials": 3}, search={"epochs": 1}),
                   root=tmp_path, device=CPU, force=True)
+
+
+def _outcomes(trials: list) -> list[tuple]:
+    """Each trial that counts, by its original number: start point, value and cell."""
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return sorted((t.user_attrs["original_number"], t.params, t.value, t.user_attrs["cell"])
+                  for t in done)
+
+
+def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk in the last trial's second epoch: the trial fails with that reason, does
+    not count, and the next run resumes it from its last good checkpoint."""
+    import pipeline.outer.objective
+
+    config = _with(tiny_config, outer={"n_trials": 2})
+    run_study(config, root=tmp_path / "whole", device=CPU)
+    save = pipeline.outer.objective.save_checkpoint
+
+    def full_disk(path: Path, state: dict, *, meta: dict) -> None:
+        if path.parent.name == "00001" and state["epoch"] == 2:
+            raise OSError(28, "No space left on device")
+        save(path, state, meta=meta)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.outer.objective, "save_checkpoint", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            run_study(config, root=tmp_path / "split", device=CPU)
+    failed = load_study("tiny", root=tmp_path / "split").get_trials()[1]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == "I/O error: [Errno 28] No space left on device"
+    summary = run_study(config, root=tmp_path / "split", device=CPU)
+    trials = load_study("tiny", root=tmp_path / "split").get_trials()
+    retry = trials[-1]
+    assert retry.user_attrs["original_number"] == 1 and summary.finished == 2
+    assert retry.user_attrs["resumed_from_epoch"] == 1
+    whole = load_study("tiny", root=tmp_path / "whole").get_trials()
+    assert _outcomes(trials) == _outcomes(whole)
+
+
+class _Killed(BaseException):
+    """A worker's death: nothing of it reaches the storage."""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_workers_trial_is_retried_at_once_without_reseeding_the_sampler(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        kind: str) -> None:
+    """The next worker on the same machine finds the dead worker's trial still running,
+    fails it and resumes it without waiting for a heartbeat (a journal file has none).
+    With no trial left running, it samples with the study's seed, as a lone worker does,
+    not with one of its own."""
+    import pipeline.outer.recovery
+    import pipeline.outer.runner
+    import pipeline.outer.study
+    from pipeline.outer.objective import Objective
+
+    config = _with(tiny_config, outer={"n_trials": 2})
+    storage = (None if kind == "sqlite" else str(tmp_path / "split.log"))
+    run_study(config, root=tmp_path / "whole", device=CPU)
+    after_epoch = Objective.after_epoch
+
+    def die(self: Objective, run: object, record: object) -> None:
+        after_epoch(self, run, record)  # type: ignore[arg-type]
+        if run.trial.number == 1 and record.epoch == 2:  # type: ignore[attr-defined]
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Objective, "after_epoch", die)
+        patch.setattr(pipeline.outer.runner, "_tell_failed", lambda *args: None)
+        with pytest.raises(_Killed):
+            run_study(config, root=tmp_path / "split", storage=storage, device=CPU)
+    study = load_study("tiny", root=tmp_path / "split", storage=storage)
+    assert study.get_trials()[1].state == TrialState.RUNNING
+    seeds = []
+    build_sampler = pipeline.outer.study.build_sampler
+    monkeypatch.setattr(pipeline.outer.study, "build_sampler",
+                        lambda config, space, *, seed: seeds.append(seed) or build_sampler(
+                            config, space, seed=seed))
+    monkeypatch.setattr(pipeline.outer.recovery, "_alive", lambda pid: False)
+    run_study(config, root=tmp_path / "split", storage=storage, device=CPU)
+    assert seeds == [config.seed]
+    trials = load_study("tiny", root=tmp_path / "split", storage=storage).get_trials()
+    assert trials[1].user_attrs["fail_reason"].startswith("interrupted: its worker")
+    assert trials[-1].user_attrs["original_number"] == 1
+    assert trials[-1].user_attrs["resumed_from_epoch"] == 2
+    whole = load_study("tiny", root=tmp_path / "whole").get_trials()
+    assert _outcomes(trials) == _outcomes(whole)

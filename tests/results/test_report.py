@@ -104,6 +104,20 @@ def test_curves_come_from_metrics_files(trials: list, tmp_path: Path) -> None:
     assert curves.loc[curves["number"] == 1, "state"].tolist() == ["PRUNED"]
 
 
+def test_damaged_metrics_lines_are_skipped_with_a_warning(
+        trials: list, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = json.dumps({"epoch": 1, "valid_acc": 40.0, "genotype": CELL}) + "\n"
+    for key, content in (("00000", good.encode() + b"\x8f\x00garbage\xff\n" + good.encode()),
+                         ("00001", good.encode() + good[:17].encode())):  # cut off
+        folder = tmp_path / "trials" / key
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_bytes(content)
+    curves = curves_frame(trials, tmp_path)
+    assert curves["number"].tolist() == [0, 0, 1]
+    assert "trials/00000/metrics.jsonl, line 2: not an epoch record" in caplog.text
+    assert "trials/00001/metrics.jsonl, line 2" in caplog.text
+
+
 def test_learning_curves_tell_trials_apart_and_mark_where_pruning_stopped() -> None:
     curves = pd.DataFrame({
         "number": [0, 0, 1, 1, 2, 3], "epoch": [1, 2, 1, 2, 1, 1],

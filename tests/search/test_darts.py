@@ -107,7 +107,8 @@ def test_resumed_search_equals_uninterrupted(tiny_config: StudyConfig, device: t
     first.run_epoch()
     save_checkpoint(tmp_path / "ckpt.pt", first.state_dict(), meta={"k": 1})
     resumed = make_search(tiny_config, device, seed=2, order=order, init_seed=9)
-    resumed.load_state_dict(load_checkpoint(tmp_path / "ckpt.pt", meta={"k": 1}))
+    resumed.load_state_dict(load_checkpoint(tmp_path / "ckpt.pt", meta={"k": 1},
+                                            keys=DartsSearch.STATE_KEYS, epochs=3))
     assert resumed.epoch == 1
     resumed.run()
     assert resumed.epoch == whole.epoch == tiny_config.search.epochs

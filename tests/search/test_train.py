@@ -128,8 +128,8 @@ def test_resumed_training_equals_uninterrupted(digits: tuple[ImageSet, ImageSet]
                       checkpoint=tmp_path / "b" / "ckpt.pt")
     assert resumed.test_acc == whole.test_acc and whole.test_acc > 10
     meta = {"genotype": CELL.to_str(), "settings": dataclasses.asdict(TINY), "seed": 0}
-    a = load_checkpoint(tmp_path / "a" / "ckpt.pt", meta=meta)["model"]
-    b = load_checkpoint(tmp_path / "b" / "ckpt.pt", meta=meta)["model"]
+    a, b = (load_checkpoint(tmp_path / run / "ckpt.pt", meta=meta, keys=["model"],
+                            epochs=TINY.epochs)["model"] for run in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

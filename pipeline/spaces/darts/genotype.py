@@ -21,6 +21,7 @@ DARTS_OPS: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 DARTS_STEPS = 4
+MAX_NODES = 64  # a cell of more nodes is no DARTS cell; a larger range is refused unbuilt
 
 Edge = tuple[str, int]
 
@@ -142,6 +143,8 @@ def _concat(node: ast.expr) -> tuple[int, ...]:
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id == "range" and len(node.args) == 2 and not node.keywords):
         start, stop = (_concat_bound(arg) for arg in node.args)
+        if not 0 <= start <= stop <= MAX_NODES:
+            raise GenotypeError(f"a concat range(a, b) names nodes 0..{MAX_NODES - 1}")
         return tuple(range(start, stop))
     try:
         value = tuple(ast.literal_eval(node))

@@ -1,0 +1,84 @@
+"""Trials whose worker stopped, brought back: failed with their reason and queued for a
+retry that resumes from their checkpoint with the same start point and seed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline.outer.trials import INTERRUPTED, original_number, resumable
+
+logger = logging.getLogger(__name__)
+
+
+def recover(study: optuna.Study, *, heartbeat: bool) -> list[int]:
+    """Fail the running trials whose worker is gone (on this machine: its process has
+    ended; elsewhere: its heartbeat stopped, on a storage that keeps one) and queue a
+    retry of every resumable failure not yet retried. Returns the original numbers of the
+    trials queued."""
+    fail_dead_local_trials(study)
+    if heartbeat:
+        fail_stale_trials(study)
+    return requeue_resumable(study)
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail, as interrupted, the running trials whose worker ran on this machine and whose
+    process has ended (killed, say): they need not wait for a heartbeat's grace period,
+    and on a journal file, which keeps none, nothing else would ever end them."""
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        reason = f"{INTERRUPTED}: its worker {host}:{pid} is gone"
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL)
+        logger.info("trial %d: %s", trial.number, reason)
+        failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and so queue retries of) trials whose worker stopped beating. Workers race to
+    do it; SQLite answers the loser with an error, which is harmless: the trial is failed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            optuna.storages.fail_stale_trials(study)
+        except optuna.exceptions.StorageInternalError as error:
+            logger.debug("another worker was failing stale trials: %s", error)
+
+
+def requeue_resumable(study: optuna.Study) -> list[int]:
+    """Queue a retry of each trial that failed resumably (interrupted, or stopped by an I/O
+    error) and was not yet retried; it resumes from its checkpoint with the same x and
+    seed. Returns the original trial numbers."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+    queued = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for trial in trials:
+            if (trial.state == TrialState.FAIL and trial.number not in retried
+                    and resumable(trial.user_attrs.get("fail_reason"))):
+                retry()(study, trial)
+                queued.append(original_number(trial))
+    return queued
