@@ -27,6 +27,7 @@ from pipeline.search import (
     build_start_space,
     prepare_data,
 )
+from pipeline.search.build import variant
 from pipeline.search.data import DeviceBatches, ImageSet
 from pipeline.search.population import StackedSearch
 from pipeline.spaces import get_space
@@ -39,6 +40,7 @@ class BenchRecord:
 
     kind: str
     space: str
+    variant: str
     order: int
     batch: int
     population: int
@@ -95,12 +97,14 @@ def _searches(config: StudyConfig, batches: DeviceBatches, *, order: int, popula
     searches = []
     for k in range(population):
         torch.manual_seed(k)
-        net = get_space(config.space.name).supernet(config.space, num_classes=10,
-                                                    in_channels=3).to(device)
+        net = get_space(config.space.name).supernet(
+            config.space, num_classes=10, in_channels=3,
+            aux_skip=config.search.variant == "darts-minus").to(device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=k,
                                     epochs=1, arch_settings=ArchSettings(order=order),
+                                    variant=variant(config),
                                     bf16=config.search.precision == "bf16",
                                     compile_backend="inductor" if compiled else None))
     return searches
@@ -129,8 +133,9 @@ def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: i
         search = searches[0]
 
         def step() -> None:
-            search.arch_step(x_w, y_w, x_a, y_a)
-            search.weight_step(x_w, y_w)
+            with search.variant_step(0):
+                search.arch_step(x_w, y_w, x_a, y_a)
+                search.weight_step(x_w, y_w)
     else:
         stack = StackedSearch(Population(searches).members)
         stacked = [t.expand(population, *t.shape) for t in (x_w, y_w, x_a, y_a)]
@@ -143,7 +148,8 @@ def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: i
     timer = benchmark.Timer("step()", globals={"step": step},
                             num_threads=torch.get_num_threads())
     median_ms = 1000 * statistics.median(timer.timeit(1).mean for _ in range(iterations))
-    return BenchRecord(kind="iteration", space=config.space.name, order=order, batch=batch,
+    return BenchRecord(kind="iteration", space=config.space.name, variant=config.search.variant,
+                       order=order, batch=batch,
                        population=population, precision=config.search.precision,
                        channels_last=channels_last, compiled=compiled,
                        channels=config.space.channels,
@@ -164,7 +170,8 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     search.run_epoch()  # warm-up
     times = [search.run_epoch().seconds for _ in range(2)]
     epoch_s = statistics.median(times)
-    return BenchRecord(kind="epoch", space=config.space.name, order=config.search.order,
+    return BenchRecord(kind="epoch", space=config.space.name, variant=config.search.variant,
+                       order=config.search.order,
                        batch=config.search.batch_size, population=1,
                        precision=config.search.precision,
                        channels_last=config.search.channels_last,
@@ -231,7 +238,8 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
             started = time.perf_counter()
             study.optimize(objective, n_trials=1)
             times.append(time.perf_counter() - started)
-    return BenchRecord(kind="outer", space=f"{dims} dims", order=0, batch=0, population=1,
+    return BenchRecord(kind="outer", space=f"{dims} dims", variant="-", order=0, batch=0,
+                       population=1,
                        precision="-", channels_last=False, compiled=False, channels=0,
                        cells_per_stage=0, device="cpu",
                        median_ms=1000 * statistics.median(times[-last:]),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SPACES = ("nb201", "darts")
 SAMPLERS = ("cmaes", "darts", "random", "tpe", "nsga2")
@@ -20,6 +22,11 @@ PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete", "trained")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
+VARIANTS = ("darts", "darts-minus", "beta-darts", "drnas", "sdarts-rs")
+FIRST_ORDER_ONLY = ("drnas",)
+SELECTIONS = ("argmax", "perturbation")
+DRNAS_REGULARIZERS = ("l2", "kl")
+ALPHA_SPACES = ("edge-op", "op")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 MAX_SEED = 2**32 - 1
 # Bounds past which a study cannot run on any machine (memory), refused at load time.
@@ -109,17 +116,27 @@ class SearchConfig:
     precision: str = "fp32"
     channels_last: bool = True
     compile: bool = False
+    variant: str = "darts"
+    aux_skip_beta: float = 1.0
+    beta_lambda: float = 50.0
+    drnas_regularizer: str = "l2"
+    drnas_reg_weight: float = 1e-3
+    sdarts_epsilon_min: float = 0.03
+    sdarts_epsilon_max: float = 0.3
+    selection: str = "argmax"
+    selection_tune_epochs: int = 5
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "search.epochs", "must be >= 1", self.epochs)
+        self._check_variant()
         _check(self.train_epochs >= 1, "search.train_epochs", "must be >= 1",
                self.train_epochs)
         _check_choice("search.precision", self.precision, PRECISIONS)
         _check(self.batch_size >= 2, "search.batch_size", "must be >= 2", self.batch_size)
         _check(self.order in (1, 2), "search.order", "must be 1 or 2", self.order)
-        for name in ("weight_lr", "arch_lr"):
-            value = getattr(self, name)
-            _check(value > 0, f"search.{name}", "must be > 0", value)
+        _check(self.weight_lr > 0, "search.weight_lr", "must be > 0", self.weight_lr)
+        _check(self.arch_lr >= 0, "search.arch_lr", "must be >= 0 (0 keeps the alphas where "
+               "they start)", self.arch_lr)
         for name in ("weight_lr_min", "momentum", "weight_decay", "arch_weight_decay"):
             value = getattr(self, name)
             _check(value >= 0, f"search.{name}", "must be >= 0", value)
@@ -139,6 +156,22 @@ class SearchConfig:
                    'must be "supernet", "discrete", "trained", or a pair such as '
                    '["supernet", "params"]',
                    list(objective))
+
+    def _check_variant(self) -> None:
+        _check_choice("search.variant", self.variant, VARIANTS)
+        _check_choice("search.selection", self.selection, SELECTIONS)
+        _check_choice("search.drnas_regularizer", self.drnas_regularizer, DRNAS_REGULARIZERS)
+        for name in ("aux_skip_beta", "beta_lambda", "drnas_reg_weight", "sdarts_epsilon_min",
+                     "sdarts_epsilon_max"):
+            _check(getattr(self, name) >= 0, f"search.{name}", "must be >= 0",
+                   getattr(self, name))
+        _check(self.sdarts_epsilon_min <= self.sdarts_epsilon_max, "search.sdarts_epsilon_max",
+               "must be >= search.sdarts_epsilon_min", self.sdarts_epsilon_max)
+        _check(self.selection_tune_epochs >= 0, "search.selection_tune_epochs", "must be >= 0",
+               self.selection_tune_epochs)
+        _check(self.order == 1 or self.variant not in FIRST_ORDER_ONLY, "search.order",
+               f"must be 1 with search.variant = {self.variant!r}: its sampled mixing weights "
+               "have no unrolled gradient", self.order)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -160,11 +193,14 @@ class SearchConfig:
 class StartConfig:
     """The start vector x that the outer sampler searches.
 
-    ``alpha_range`` is the half-width of the box around zero for every initial
-    architecture logit; 0 derives it from the search (arch_lr x arch steps, the
-    distance Adam can move a logit). CMA-ES starts with a step of a third of it.
+    ``alpha_space`` is ``"edge-op"`` (an initial architecture logit per edge and op) or
+    ``"op"`` (one per op, shared by every edge of a cell type: a prior over operations
+    that CMA-ES can learn in a few generations). ``alpha_range`` is the half-width of the
+    box around zero for every initial logit; 0 derives it from the search (arch_lr x arch
+    steps, the distance Adam can move a logit). CMA-ES starts with a step of a third of it.
     """
 
+    alpha_space: str = "edge-op"
     alpha_range: float = 0.0
     gain_range: float = 0.5
     directions: int = 4
@@ -173,6 +209,7 @@ class StartConfig:
     hyperparam_factor: float = 3.0
 
     def __post_init__(self) -> None:
+        _check_choice("start.alpha_space", self.alpha_space, ALPHA_SPACES)
         _check(self.alpha_range >= 0, "start.alpha_range", "must be >= 0 (0 derives it)",
                self.alpha_range)
         _check(self.gain_range > 0, "start.gain_range", "must be > 0", self.gain_range)
@@ -198,6 +235,7 @@ class OuterConfig:
     popsize: int = 0
     separable: bool = False
     start_at_centre: bool = True
+    warm_start: str = ""
     pruner: str = "median"
     warmup_epochs: int = 2
     startup_trials: int = 4
@@ -210,6 +248,11 @@ class OuterConfig:
     def __post_init__(self) -> None:
         _check_choice("outer.sampler", self.sampler, SAMPLERS)
         _check_choice("outer.pruner", self.pruner, PRUNERS)
+        if self.warm_start:
+            check_study_name(self.warm_start, key="outer.warm_start")
+            _check(self.sampler == "cmaes" and not self.separable, "outer.warm_start",
+                   "needs outer.sampler = \"cmaes\" without outer.separable (WS-CMA-ES)",
+                   self.warm_start)
         _check(self.n_trials >= 1, "outer.n_trials", "must be >= 1", self.n_trials)
         _check(self.epoch_budget >= 0, "outer.epoch_budget", "must be >= 0 (0: count trials)",
                self.epoch_budget)
@@ -306,13 +349,13 @@ class StudyConfig:
                    self.outer.pruner)
 
 
-def check_study_name(name: str) -> None:
+def check_study_name(name: str, *, key: str = "name") -> None:
     """Refuse a study name that could leave the studies folder or surprise a shell.
 
     Raises:
         ConfigError: the name is not 1-64 letters, digits, '_', '-' or '.'.
     """
-    _check(bool(STUDY_NAME_PATTERN.match(name)) and ".." not in name, "name",
+    _check(bool(STUDY_NAME_PATTERN.match(name)) and ".." not in name, key,
            "must be 1-64 letters, digits, '_', '-' or '.', not starting with a symbol", name)
 
 
@@ -369,6 +412,22 @@ def with_overrides(config: StudyConfig, overrides: Iterable[str]) -> StudyConfig
     for override in overrides:
         apply_override(data, override)
     return from_dict(data)
+
+
+def write(config: StudyConfig, path: Path) -> None:
+    """Write the config as a study file (settings left at None, which TOML cannot hold,
+    are left out: they read back as None).
+
+    Raises:
+        ConfigError: the file exists already.
+    """
+    if path.exists():
+        raise ConfigError(f"{path} exists already; choose another name")
+    data = {key: ({k: v for k, v in value.items() if v is not None}
+                  if isinstance(value, dict) else value)
+            for key, value in to_dict(config).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -499,5 +558,6 @@ __all__ = [
     "to_dict",
     "with_defaults",
     "with_overrides",
+    "write",
     "without_changeable",
 ]

@@ -19,6 +19,7 @@ from pipeline.cli.options import configure_logging, global_options
 from pipeline.cli.report import Report
 from pipeline.cli.search import Search, Terminated
 from pipeline.cli.status import Status
+from pipeline.cli.studies import Delete, Fork, List
 from pipeline.config import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -53,7 +54,8 @@ class Command(Protocol):
 
 
 COMMANDS: dict[str, Command] = {command.name: command for command in (
-    Search(), Status(), Report(), Compare(), Export(), Evaluate(), Dashboard(), Bench())}
+    Search(), Status(), List(), Fork(), Delete(), Report(), Compare(), Export(), Evaluate(),
+    Dashboard(), Bench())}
 
 
 def build_parser() -> argparse.ArgumentParser:

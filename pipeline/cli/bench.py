@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.options import add_moved, device_options, pick_device, set_options, whole_number
+
+if TYPE_CHECKING:
+    from pipeline.config import StudyConfig
 
 MOVED = {"--space": "--set space.name=NAME", "--channels": "--set space.channels=N",
          "--cells": "--set space.cells_per_stage=N (NB201) or space.layers=N (DARTS)",
@@ -25,6 +29,9 @@ class Bench:
                             "timed (default: NAS-Bench-201's search, C=16, N=5, batch 64)")
         parser.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2],
                             help="DARTS' first or second order, or both (default: both)")
+        parser.add_argument("--variant", nargs="+", metavar="V",
+                            help="time these DARTS variants (darts, darts-minus, beta-darts, "
+                            "drnas, sdarts-rs; default: the study's)")
         parser.add_argument("--population", type=whole_number(1), nargs="+", default=[1],
                             metavar="K", help="also time K first-order searches stacked into "
                             "one batched computation (e.g. --order 1 --population 1 2 4 8 16)")
@@ -55,13 +62,7 @@ class Bench:
 
         import torch
 
-        from pipeline.bench import (
-            check_iterations,
-            in_fresh_process,
-            measure_epoch,
-            measure_iteration,
-            measure_outer,
-        )
+        from pipeline.bench import check_iterations, in_fresh_process, measure_epoch, measure_outer
         from pipeline.config import StudyConfig, load, with_overrides
 
         config = (load(args.study, args.set) if args.study
@@ -70,15 +71,7 @@ class Bench:
         check_iterations(args.order, args.population, "compiled" in args.mode)
         print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU "
               f"threads; median of {args.iterations} iterations after {args.warmup} warm-up")
-        records = [
-            in_fresh_process(measure_iteration, config=config, order=order, device=device,
-                             warmup=args.warmup, iterations=args.iterations,
-                             population=population,
-                             channels_last=memory_format == "channels_last",
-                             compiled=mode == "compiled")
-            for order in args.order for memory_format in args.memory_format
-            for mode in args.mode for population in args.population
-        ]
+        records = _iterations(config, args, device)
         if args.epoch:
             records.append(in_fresh_process(measure_epoch, config=config, device=device))
         if args.outer_dims:
@@ -91,15 +84,33 @@ class Bench:
         return 0
 
 
+def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> list[Any]:
+    """A record per variant, order, memory format, mode and population size asked for."""
+    from pipeline.bench import in_fresh_process, measure_iteration
+    from pipeline.config import with_overrides
+
+    variants = [with_overrides(config, [f"search.variant={name}"])
+                for name in args.variant or [config.search.variant]]
+    return [in_fresh_process(measure_iteration, config=timed, order=order, device=device,
+                             warmup=args.warmup, iterations=args.iterations,
+                             population=population,
+                             channels_last=memory_format == "channels_last",
+                             compiled=mode == "compiled")
+            for timed in variants for order in args.order
+            for memory_format in args.memory_format for mode in args.mode
+            for population in args.population]
+
+
 def _print_records(records: list) -> None:  # type: ignore[type-arg]
-    print(f"{'kind':10} {'space':6} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} {'K':>3} "
+    print(f"{'kind':10} {'space':6} {'variant':11} {'order':>5} {'batch':>5} {'C':>3} {'N':>3} "
+          f"{'K':>3} "
           f"{'format':>6} {'mode':>8} {'median ms':>10} {'peak MiB':>9} {'iter/s':>7} "
           f"{'trials/h':>9}")
     for r in records:
         per_hour = f"{r.trials_per_hour:9.1f}" if r.trials_per_hour else f"{'':9}"
         per_s = (f"{r.member_iterations_per_s:7.2f}" if r.member_iterations_per_s
                  else f"{'':7}")
-        print(f"{r.kind:10} {r.space:6} {r.order:5d} {r.batch:5d} {r.channels:3d} "
+        print(f"{r.kind:10} {r.space:6} {r.variant:11} {r.order:5d} {r.batch:5d} {r.channels:3d} "
               f"{r.cells_per_stage:3d} {r.population:3d} "
               f"{'NHWC' if r.channels_last else 'NCHW':>6} "
               f"{'compiled' if r.compiled else 'eager':>8} {r.median_ms:10.1f} "

@@ -72,16 +72,25 @@ class Compare:
         return 0
 
 
+# What a reader needs first of each method's pick; compare.csv keeps every column.
+SHOWN = {"best_value": "objective", "best_cifar10_test": "CIFAR-10 (table)",
+         "max_cifar10_test": "best of its cells", "retrain_test_acc": "retrained",
+         "params_M": "params (M)", "skip_share": "skip", "none_share": "none",
+         "trials": "trials", "epochs": "epochs"}
+
+
 def _print_tables(frame: object, *, seeds: int) -> None:
     import pandas as pd
 
     from pipeline.results.compare import summarise
 
     assert isinstance(frame, pd.DataFrame)
-    with pd.option_context("display.width", 250, "display.max_columns", 60,
-                           "display.max_colwidth", 120, "display.float_format",
-                           "{:.3f}".format):
-        shown = frame.drop(columns=["front_cells"], errors="ignore")  # long: see the CSV
-        print(shown.set_index(["method", "seed"]).T.to_string())
+    columns = {k: v for k, v in SHOWN.items() if k in frame}
+    with pd.option_context("display.width", 200, "display.float_format", "{:.2f}".format):
+        print(frame.set_index(["method", "seed"])[list(columns)].rename(columns=columns)
+              .to_string())
         if seeds > 1:
-            print(summarise(frame).set_index("method").T.to_string())
+            summary = summarise(frame).set_index("method")
+            means = {f"mean_{k}": v for k, v in columns.items() if f"mean_{k}" in summary}
+            print("\nmean over seeds:")
+            print(summary[list(means)].rename(columns=means).to_string())

@@ -88,15 +88,23 @@ def _cell(spec: str, args: argparse.Namespace) -> tuple[Genotype, StudyConfig]:
 
 def _retrain(genotype: Genotype, config: StudyConfig, args: argparse.Namespace) -> int:
     """Train the cell's evaluation network from scratch and print its test accuracy."""
-    from pipeline.results.retrain import evaluation_checkpoint, retrain_cell
+    from pipeline.results.retrain import evaluation_checkpoint, result_path, retrain_cell
     from pipeline.search.training import train_settings
 
     settings = train_settings(config, genotype)
+    checkpoint = evaluation_checkpoint(Path(args.out), config, genotype)
     result = retrain_cell(config, genotype, device=pick_device(args.device),
-                          checkpoint=evaluation_checkpoint(Path(args.out), config, genotype),
-                          progress=show_progress(args))
+                          checkpoint=checkpoint, progress=show_progress(args))
+    if result.resumed_after:
+        print(f"resumed        after epoch {result.resumed_after} of {result.epochs}, from "
+              f"{checkpoint}")
     print(f"test acc (%)   {result.test_acc:.2f}   ({config.data.dataset} test split, "
           f"{result.epochs} epochs from scratch)")
+    if result.at_chance:
+        print(f"warning        within a point of chance ({100 / result.classes:.2f} % for "
+              f"{result.classes} classes): the network learned next to nothing (too few "
+              "epochs, or a cell cut off from its input?)")
     print(f"params (M)     {result.params_m:.6f}   (C={settings.channels}, "
           f"{settings.cells} cells)")
+    print(f"result         {result_path(checkpoint)}")
     return 0

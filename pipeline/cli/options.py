@@ -145,6 +145,9 @@ def configure_logging(args: argparse.Namespace) -> None:
         handler.setFormatter(formatter)
         handler.addFilter(_Redacting(args.storage))
     logging.basicConfig(level=level, handlers=handlers, force=True)
+    # progress lines (where there are no bars) show at the default level
+    progress_level = level if args.quiet else min(level, logging.INFO)
+    logging.getLogger("pipeline.progress").setLevel(progress_level)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()

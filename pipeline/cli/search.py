@@ -78,15 +78,16 @@ class Search:
 
 def _print_summary(config: StudyConfig, summary: StudySummary) -> None:
     """The study's pick (or Pareto front), what it has spent and where it lives."""
-    best = summary.best
+    best, baseline = summary.best, summary.baseline
     if best is None:
         print(f"no trial of study {summary.name} has completed yet")
     else:
-        attrs = best.user_attrs
-        print(f"best cell      {attrs['cell']}")
+        print(f"best cell      {best.user_attrs['cell']}")
         print(f"accuracy       {best.values[0]:.2f} % ({config.search.accuracy_objective} "
-              f"objective; supernet {attrs['supernet_acc']:.2f} %, discrete cell "
-              f"{attrs['discrete_acc']:.2f} %{_trained(attrs)}), trial {best.number}")
+              f"objective; {_measured(best.user_attrs)}), trial {best.number}")
+    if baseline is not None and best is not None and baseline.number != best.number:
+        print(f"plain DARTS    {baseline.values[0]:.2f} % ({_measured(baseline.user_attrs)}), "
+              f"trial {baseline.number}, its usual start: {baseline.user_attrs['cell']}")
     if config.search.multi_objective:
         print(f"pareto front   {len(summary.front)} cells (accuracy %, parameters M):")
         for trial in summary.front:
@@ -102,8 +103,16 @@ def _print_summary(config: StudyConfig, summary: StudySummary) -> None:
             "" if summary.heartbeat else "; a journal file keeps no heartbeat, so a trial "
             "whose worker was killed on another machine stays running: see 'status'"))
     print(f"study          {summary.state_dir} (storage {summary.storage})")
+    if best is not None:
+        root = summary.state_dir.parent
+        where = ("" if root == Path("studies") else f" --root {root}") + (
+            "" if summary.storage.startswith("sqlite:///") else " --storage URL")
+        print(f"next           globaldarts report {summary.name}{where}; "
+              f"globaldarts dashboard {summary.name}{where}")
 
 
-def _trained(attrs: dict[str, Any]) -> str:
-    trained = attrs.get("trained_acc")
-    return "" if trained is None else f", trained from scratch {trained:.2f} %"
+def _measured(attrs: dict[str, Any]) -> str:
+    """What was measured of a trial's cell: supernet, discrete and trained accuracy."""
+    return ", ".join(f"{label} {attrs[key]:.2f} %" for label, key in (
+        ("supernet", "supernet_acc"), ("discrete cell", "discrete_acc"),
+        ("trained from scratch", "trained_acc")) if attrs.get(key) is not None)

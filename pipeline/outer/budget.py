@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
 from pipeline.outer.trials import SURPLUS, resumable
+from pipeline.search.build import search_epochs
 
 
 def counted(trial: FrozenTrial) -> bool:
@@ -45,7 +46,7 @@ class Budget:
 
     @classmethod
     def of(cls, config: StudyConfig) -> Budget:
-        return cls(config.outer.n_trials, config.outer.epoch_budget, config.search.epochs)
+        return cls(config.outer.n_trials, config.outer.epoch_budget, search_epochs(config))
 
     @property
     def total(self) -> int:

@@ -14,6 +14,7 @@ from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.objective import Publisher
 from pipeline.outer.parallel import run_side_by_side
 from pipeline.outer.study import run_study
+from pipeline.search.build import search_epochs
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ def method_config(config: StudyConfig, method: str, seed: int | None = None) -> 
     (``NAME-sSEED-METHOD``) and sampler, and the shared epoch budget (``outer.epoch_budget``,
     or by default what ``outer.n_trials`` unpruned trials cost)."""
     seed = config.seed if seed is None else seed
-    epochs = config.outer.epoch_budget or config.outer.n_trials * config.search.epochs
+    epochs = config.outer.epoch_budget or config.outer.n_trials * search_epochs(config)
     outer = dataclasses.replace(config.outer, sampler=method, epoch_budget=epochs,
                                 n_trials=epochs)  # the epochs bind first
     return dataclasses.replace(config, name=f"{config.name}-s{seed}-{method}", seed=seed,

@@ -105,7 +105,8 @@ class Objective:
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
-        for name, value in {"original_number": number, "trial_key": trial_key(number),
+        for name, value in {"cell": trial.user_attrs.get("cell"),  # first: the dashboard
+                            "original_number": number, "trial_key": trial_key(number),
                             "seed": seed, "init_seed": init_seed, "device": str(self.device),
                             "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
             trial.set_user_attr(name, value)
@@ -177,7 +178,7 @@ class Objective:
             try:
                 search.load_state_dict(load_checkpoint(
                     source / "ckpt.pt", meta=meta, keys=DartsSearch.STATE_KEYS,
-                    epochs=search.epochs, same=dict if own else without_study))
+                    epochs=search.total_epochs, same=dict if own else without_study))
             except FileNotFoundError:
                 continue
             except (CheckpointError, KeyError, RuntimeError, ValueError) as error:

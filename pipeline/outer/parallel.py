@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import warnings
@@ -108,6 +109,7 @@ def _run(config: StudyConfig, settings: _Settings, errors: SimpleQueue[tuple[str
          ) -> None:
     """One study process: log like the parent does, run the study, report a failure."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+    os.environ["OMP_NUM_THREADS"] = str(settings.threads)  # its share, kept by the study
     torch.set_num_threads(settings.threads)
     logging.basicConfig(level=settings.log_level, force=True, datefmt="%H:%M:%S",
                         format=f"%(asctime)s %(levelname)s {config.name}: %(message)s")

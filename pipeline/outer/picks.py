@@ -24,6 +24,13 @@ def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     return max(complete, key=lambda t: (t.values[0], -t.user_attrs.get("eval_params_M", 0.0)))
 
 
+def baseline_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """Plain DARTS' own trial in a study: the first complete trial at the centre of the
+    start vector (plain DARTS' start), if there is one."""
+    return next((t for t in trials if t.state == TrialState.COMPLETE and t.params
+                 and not any(t.params.values())), None)
+
+
 def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Complete trials no other beats on both accuracy objective and cell parameters,
     highest accuracy first."""

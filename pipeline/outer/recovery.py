@@ -4,13 +4,13 @@ retry that resumes from their checkpoint with the same start point and seed."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import warnings
 
 import optuna
 from optuna.trial import TrialState
 
+from pipeline.outer.cores import alive
 from pipeline.outer.trials import INTERRUPTED, original_number, resumable
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+        if worker_host != host or not pid.isdigit() or alive(int(pid)):
             continue
         reason = f"{INTERRUPTED}: its worker {host}:{pid} is gone"
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
@@ -43,16 +43,6 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         logger.info("trial %d: %s", trial.number, reason)
         failed.append(trial.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

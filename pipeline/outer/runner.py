@@ -15,10 +15,10 @@ import optuna
 import sqlalchemy
 import torch
 from optuna.trial import TrialState
-from tqdm.auto import tqdm
 
 from pipeline.outer.budget import Budget
 from pipeline.outer.objective import Objective, TrialRun
+from pipeline.outer.progress import TrialProgress
 from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
 from pipeline.search import DivergedError, Population
 
@@ -136,17 +136,16 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
     """Run searches at one epoch side by side; tell each trial how it ended."""
     population = Population([run.search for run in runs])
     by_search = {id(run.search): run for run in runs}
-    first = runs[0].search
-    names = ", ".join(str(run.trial.number) for run in runs)
+    shown = TrialProgress(runs, bars=progress)
 
     def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
         if reason is not None:
             run.trial.set_user_attr("fail_reason", reason)
         study.tell(run.trial, state=state)
         population.drop(run.search)
+        shown.ended(run, state)
 
-    with tqdm(total=first.epochs, initial=first.epoch, unit="epoch", leave=False,
-              desc=f"trial{'s' if len(runs) > 1 else ''} {names}", disable=not progress) as bar:
+    try:
         while not population.finished:
             members = list(population.members)
             try:
@@ -160,21 +159,27 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
                 if isinstance(result, DivergedError):
                     end(run, TrialState.FAIL, failure_reason(result))
                     continue
+                shown.epoch(run, result)
                 try:
                     objective.after_epoch(run, result)
                 except optuna.TrialPruned:
                     end(run, TrialState.PRUNED)
-            bar.update(1)
+            shown.step()
+    finally:
+        shown.close()
     for member in list(population.members):
-        _finish(study, objective, by_search[id(member)])
+        _finish(study, objective, by_search[id(member)], shown)
 
 
-def _finish(study: optuna.Study, objective: Objective, run: TrialRun) -> None:
+def _finish(study: optuna.Study, objective: Objective, run: TrialRun,
+            shown: TrialProgress) -> None:
     """Record a search that ran to its end and tell the trial its value; a failure that
     ends one trial (out of memory while training its cell, say) fails it with its reason."""
     try:
         value = objective.end(run)
     except TRIAL_FAILURES as error:
         _tell_failed(study, run.trial, error)
+        shown.ended(run, TrialState.FAIL)
         return
     study.tell(run.trial, values=list(value) if isinstance(value, tuple) else value)
+    shown.ended(run, TrialState.COMPLETE, value[0] if isinstance(value, tuple) else value)

@@ -3,29 +3,52 @@ default) and its pruner."""
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Sequence
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from pipeline.config import StudyConfig
 from pipeline.search import StartSpace
 
+logger = logging.getLogger(__name__)
 
-def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int
-                  ) -> optuna.samplers.BaseSampler:
+
+# WS-CMA-ES starts from the best tenth of the source trials: it needs ten at least.
+WARM_START_TRIALS = 10
+
+
+def warm_start_trials(trials: Sequence[FrozenTrial], start_space: StartSpace
+                      ) -> list[FrozenTrial]:
+    """The trials of another study that can warm-start CMA-ES over ``start_space``: its
+    complete trials over the same start vector, if there are enough of them."""
+    names = {spec.name for spec in start_space.specs}
+    usable = [t for t in trials if set(t.params) == names]
+    if usable and len(usable) < WARM_START_TRIALS:
+        logger.warning("no warm start: %d complete trials, WS-CMA-ES needs %d", len(usable),
+                       WARM_START_TRIALS)
+    return usable if len(usable) >= WARM_START_TRIALS else []
+
+
+def build_sampler(config: StudyConfig, start_space: StartSpace, *, seed: int,
+                  source_trials: Sequence[FrozenTrial] = ()) -> optuna.samplers.BaseSampler:
     """The outer sampler named by ``outer.sampler``.
 
     CMA-ES learns from pruned trials (at their last reported value) only when that value
     measures what a complete trial's does: not with the ``trained`` objective, whose
-    pruner sees the supernet's accuracy.
+    pruner sees the supernet's accuracy. ``source_trials`` (complete trials of another
+    study over the same start vector) warm-start it (WS-CMA-ES).
     """
     outer = config.outer
     if outer.sampler == "cmaes":
+        source = warm_start_trials(source_trials, start_space)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.CmaEsSampler(
                 seed=seed, popsize=outer.popsize or None,
-                use_separable_cma=outer.separable,
+                use_separable_cma=outer.separable, source_trials=source or None,
                 consider_pruned_trials=(outer.pruner != "none"
                                         and config.search.accuracy_objective != "trained"))
     if outer.sampler == "darts":

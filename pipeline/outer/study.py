@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import optuna
 import torch
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from tqdm.auto import tqdm
 
 from pipeline.config import (
     StudyConfig,
@@ -28,8 +28,10 @@ from pipeline.config import (
     without_changeable,
 )
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
+from pipeline.outer.cores import CoreShare
 from pipeline.outer.objective import Objective, Publisher
-from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.picks import baseline_trial, best_trial, front_trials
+from pipeline.outer.progress import StudyProgress
 from pipeline.outer.recovery import fail_dead_local_trials, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import build_pruner, build_sampler
@@ -41,6 +43,7 @@ from pipeline.outer.storage import (
     redact,
 )
 from pipeline.search import PopulationError, StartSpace, build_start_space, prepare_data
+from pipeline.search.build import variant
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class StudySummary:
     epoch_budget: int
     running: int = 0
     heartbeat: bool = True
+    baseline: FrozenTrial | None = None
 
 
 def state_dir(root: str | Path, name: str) -> Path:
@@ -70,8 +74,10 @@ def state_dir(root: str | Path, name: str) -> Path:
 
 
 def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
-               start_space: StartSpace, *, force: bool = False) -> optuna.Study:
-    """Create the study, or load it and check that its config has not changed.
+               start_space: StartSpace, *, force: bool = False,
+               source_trials: Sequence[FrozenTrial] = ()) -> optuna.Study:
+    """Create the study, or load it and check that its config has not changed;
+    ``source_trials`` warm-start its CMA-ES (``outer.warm_start``).
 
     Raises:
         StudyError: the stored config differs (unless ``force``) or storage fails.
@@ -82,14 +88,16 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         storage=storage, study_name=config.name, load_if_exists=True,
         directions=[StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
             :len(config.search.objectives)],
-        sampler=build_sampler(config, start_space, seed=config.seed),
+        sampler=build_sampler(config, start_space, seed=config.seed,
+                              source_trials=source_trials),
         pruner=build_pruner(config))
     fail_dead_local_trials(study)
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # Another worker is at it: sample with this process's own seed, so that workers
         # do not propose the same start points. A lone worker stays reproducible.
         worker_seed = (config.seed * 1_000_003 + os.getpid()) % 2**31
-        study.sampler = build_sampler(config, start_space, seed=worker_seed)
+        study.sampler = build_sampler(config, start_space, seed=worker_seed,
+                                      source_trials=source_trials)
     if study.user_attrs.get("config") is None:
         study.set_user_attr("config", to_dict(config))
         study.set_user_attr("versions", _versions())
@@ -164,12 +172,14 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     if finished is not None:
         return summarize(finished, storage_url, directory, budget)
     data = prepare_data(config, device)  # before the storage, which may create files
+    source = (load_study(config.outer.warm_start, root=root, storage=storage).get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,)) if config.outer.warm_start else [])
     outer = config.outer
     study_storage = make_storage(storage_url, max_retries=outer.max_retries,
                                  heartbeat_interval_s=outer.heartbeat_interval,
                                  grace_period_s=outer.grace_period)
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
-    study = open_study(config, study_storage, start_space, force=force)
+    study = open_study(config, study_storage, start_space, force=force, source_trials=source)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.resolved.json").write_text(json.dumps(to_dict(config), indent=2))
     resumed = recover(study, heartbeat=isinstance(study_storage, optuna.storages.RDBStorage))
@@ -177,7 +187,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, publisher=publisher)
-    _work(study, study_storage, objective, population, progress=progress)
+    with CoreShare(root) as cores:
+        _work(study, study_storage, objective, population, cores, progress=progress)
     if publisher is not None:
         try:
             publisher.publish_study(study)
@@ -192,19 +203,30 @@ def _check_population(config: StudyConfig, population: int) -> None:
                               "runs first-order DARTS only (search.order = 1)")
     if population > 1 and config.search.compile:
         raise PopulationError("populations run eagerly: set search.compile = false")
+    if population > 1 and config.search.selection == "perturbation":
+        raise PopulationError("perturbation selection runs one search at a time: leave out "
+                              "--population")
+    if population > 1 and not variant(config).stackable:
+        raise PopulationError(f"the {config.search.variant} variant runs no batched "
+                              "population (its random mixing weights are drawn per search): "
+                              "leave out --population")
 
 
 def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
-          population: int, *, progress: bool) -> None:
-    """Run trials until the budget is spent, riding out other workers' storage writes."""
+          population: int, cores: CoreShare, *, progress: bool) -> None:
+    """Run trials until the budget is spent, each with this worker's share of the cores,
+    riding out other workers' storage writes."""
     budget, outer = Budget.of(objective.config), objective.config.outer
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     poll_s = min(outer.heartbeat_interval, 5)
     conflicts = 0
-    with tqdm(total=budget.total, initial=budget_spent(study, budget), desc=study.study_name,
-              unit="epoch" if budget.epochs else "trial", disable=not progress) as bar:
+    shown = StudyProgress(study.study_name, total=budget.total,
+                          spent=budget_spent(study, budget),
+                          unit="epoch" if budget.epochs else "trial", bars=progress)
+    try:
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
             try:
+                cores.apply()
                 run_trials(study, storage, objective, population, progress=progress)
                 conflicts = 0
             except ValueError as error:
@@ -219,10 +241,10 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: 
                     raise
                 logger.warning("storage conflict with another worker, trying again: %s", error)
                 time.sleep(poll_s)
-            bar.update(budget_spent(study, budget) - bar.n)
             best = best_trial(study.get_trials(deepcopy=False))
-            if best is not None:
-                bar.set_postfix(best=f"{best.values[0]:.2f}%")
+            shown.update(budget_spent(study, budget), None if best is None else best.values[0])
+    finally:
+        shown.close()
 
 
 def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: float
@@ -259,7 +281,7 @@ def summarize(study: optuna.Study, storage_url: str, directory: Path, budget: Bu
                         front=front_trials(trials), epochs_spent=epochs_used(trials),
                         epoch_budget=budget.epochs,
                         running=sum(t.state == TrialState.RUNNING for t in trials),
-                        heartbeat=not is_journal(storage_url))
+                        heartbeat=not is_journal(storage_url), baseline=baseline_trial(trials))
 
 
 def load_study(name: str, *, root: str | Path, storage: str | None = None) -> optuna.Study:
@@ -279,13 +301,15 @@ def load_study(name: str, *, root: str | Path, storage: str | None = None) -> op
                          ) from None
 
 
-def stored_config(name: str, *, root: str | Path, storage: str | None = None) -> StudyConfig:
-    """The config a study was created with (settings added since at their defaults).
+def stored_config(name: str, *, root: str | Path, storage: str | None = None,
+                  study: optuna.Study | None = None) -> StudyConfig:
+    """The config a study was created with (settings added since at their defaults); an
+    open ``study`` is read as it is.
 
     Raises:
         StudyError: no such study, or it holds no config.
     """
-    study = load_study(name, root=root, storage=storage)
+    study = study or load_study(name, root=root, storage=storage)
     if "config" not in study.user_attrs:
         raise StudyError(f"study {name!r} holds no config")
     return from_dict(with_defaults(study.user_attrs["config"]))
@@ -313,7 +337,7 @@ def trial_cells(name: str, *, trial: int | None = None, root: str | Path,
         found = [] if best is None else [best]
     if not found:
         raise StudyError(f"study {name!r} has no complete trial yet")
-    if "cell" not in found[0].user_attrs:
+    if not found[0].user_attrs.get("cell"):
         raise StudyError(f"trial {found[0].number} of study {name!r} ended without a cell "
                          f"({found[0].state.name.lower()})")
     return [(t, str(t.user_attrs["cell"])) for t in found]

@@ -23,6 +23,13 @@ SURPLUS = "surplus: the budget was met by other workers"
 RESUMABLE = (INTERRUPTED, IO_ERROR)
 # Sections that do not change what a trial's search computes.
 NOT_SEARCH = ("retrain",)
+# Settings added after trials first recorded their config: left out while at their
+# default, so that a trial of an older study keeps its record (and its checkpoint and its
+# search digest stay valid).
+LATER_SETTINGS = ("outer.warm_start", "search.variant", "search.aux_skip_beta",
+                  "search.beta_lambda", "search.drnas_regularizer", "search.drnas_reg_weight",
+                  "search.sdarts_epsilon_min", "search.sdarts_epsilon_max", "search.selection",
+                  "search.selection_tune_epochs", "start.alpha_space")
 
 
 class SurplusTrialError(RuntimeError):
@@ -73,10 +80,16 @@ def trial_key(number: int) -> str:
 
 
 def trial_config(config: StudyConfig) -> dict[str, Any]:
-    """The config a trial's checkpoint records: without what may change while a study runs
-    and without the sections that do not touch the search."""
-    return {key: value for key, value in without_changeable(to_dict(config)).items()
+    """The config a trial's checkpoint records: without what may change while a study runs,
+    the sections that do not touch the search, and later settings at their defaults."""
+    data = {key: value for key, value in without_changeable(to_dict(config)).items()
             if key not in NOT_SEARCH}
+    defaults = to_dict(StudyConfig(name=config.name))
+    for dotted in LATER_SETTINGS:
+        section, key = dotted.split(".")
+        if key in data.get(section, {}) and data[section][key] == defaults[section][key]:
+            del data[section][key]
+    return data
 
 
 def without_study(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import optuna
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from pipeline.outer.picks import baseline_trial, best_trial
 from pipeline.outer.storage import default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
 from pipeline.results import figures
@@ -54,12 +55,34 @@ class DashboardPublisher:
         optuna_dashboard.save_note(trial, _trial_note(attrs))
 
     def publish_study(self, study: optuna.Study) -> None:
-        """Store the report's key figures with the study, for the dashboard's plot tab."""
-        frame = trials_frame(study.get_trials(deepcopy=False))
+        """Store the report's key figures with the study, for the dashboard's plot tab, and
+        a note that sums it up."""
+        trials = study.get_trials(deepcopy=False)
+        frame = trials_frame(trials)
         graphs = {"history": figures.history_figure(history_frame(frame)),
                   "collapse": figures.collapse_figure(frame)}
         for graph_id, figure in graphs.items():
             optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+        optuna_dashboard.save_note(study, study_note(trials))
+
+
+def study_note(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """A study summed up: its pick (cell and accuracies) beside plain DARTS' own trial."""
+    counts = {state.name.lower(): sum(t.state == state for t in trials)
+              for state in optuna.trial.TrialState}
+    lines = [", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no trials", ""]
+    for label, trial in (("the pick", best_trial(trials)),
+                         ("plain DARTS' start", baseline_trial(trials))):
+        if trial is not None:
+            lines += [f"**{label}: trial {trial.number}**, value {trial.values[0]:.2f}",
+                      f"`{trial.user_attrs['cell']}`", _measured(trial.user_attrs), ""]
+    return "\n".join(lines)
+
+
+def _measured(attrs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{label} {attrs[key]:.2f} %" for label, key in (
+        ("supernet", "supernet_acc"), ("discrete cell", "discrete_acc"),
+        ("trained from scratch", "trained_acc")) if attrs.get(key) is not None)
 
 
 def _trial_note(attrs: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.colors
@@ -28,14 +29,31 @@ ACCURACY = "validation accuracy (%)"
 
 
 def history_figure(history: pd.DataFrame) -> go.Figure:
-    """Each trial's value by state, and the best complete value so far."""
+    """Each trial's value by state, and the best complete value so far; hovering a trial
+    shows its cell and accuracies."""
     figure = go.Figure()
     for state, group in history.groupby("state"):
         figure.add_scatter(x=group["number"], y=group["value"], mode="markers", name=state,
-                           marker_color=STATE_COLOURS.get(str(state)))
+                           marker_color=STATE_COLOURS.get(str(state)),
+                           hovertext=[trial_hover(row) for row in group.itertuples()],
+                           hoverinfo="text")
     figure.add_scatter(x=history["number"], y=history["best_so_far"], mode="lines",
                        name="best so far", line_shape="hv", line_color="black")
     return figure.update_layout(xaxis_title="trial", yaxis_title=ACCURACY)
+
+
+def trial_hover(row: Any) -> str:
+    """A trial as its hover text shows it: number, value, accuracies, parameters, cell."""
+    measured = [f"{label} {value:.2f} %" for label, value in (
+        ("supernet", getattr(row, "supernet_acc", None)),
+        ("discrete", getattr(row, "discrete_acc", None)),
+        ("trained", getattr(row, "trained_acc", None))) if value is not None and value == value]
+    params = getattr(row, "eval_params_M", None)
+    lines = [f"trial {row.number} ({str(row.state).lower()}): {row.value:.2f}",
+             ", ".join(measured),
+             "" if params is None or params != params else f"{params:.3f} M parameters",
+             str(getattr(row, "cell", "") or "")]
+    return "<br>".join(html.escape(line) for line in lines if line)
 
 
 def curves_figure(curves: pd.DataFrame) -> go.Figure:
@@ -58,18 +76,28 @@ def curves_figure(curves: pd.DataFrame) -> go.Figure:
 
 def alpha_figure(panels: Sequence[tuple[str, pd.DataFrame, pd.DataFrame | None]]
                  ) -> go.Figure:
-    """Heatmaps (edge x op) of alpha0 and of the final mixing weights, one row per trial."""
-    titles = [t for label, _, _ in panels for t in (f"{label}: alpha0", f"{label}: final softmax")]
+    """Heatmaps (edge x op) of alpha0 and of the final mixing weights, one row per trial,
+    each kind on a colour scale of its own (alpha0 centred on 0, weights from 0 to 1); a
+    uniform start is drawn as the zeros it is, and small heatmaps show their values."""
+    titles = [t for label, start, _ in panels for t in (
+        f"{label}: alpha0" + (" (uniform: all 0)" if not start.to_numpy().any() else ""),
+        f"{label}: final softmax")]
     figure = make_subplots(rows=len(panels), cols=2, subplot_titles=titles,
-                           horizontal_spacing=0.18, vertical_spacing=0.25)
+                           horizontal_spacing=0.22, vertical_spacing=0.25)
+    reach = max([1e-3, *(float(abs(start.to_numpy()).max()) for _, start, _ in panels)])
     for row, (_, start, end) in enumerate(panels, start=1):
-        figure.add_heatmap(z=start.to_numpy(), x=list(start.columns), y=list(start.index),
-                           colorscale="RdBu", zmid=0, showscale=False, row=row, col=1)
-        if end is not None:
-            figure.add_heatmap(z=end.to_numpy(), x=list(end.columns), y=list(end.index),
-                               coloraxis="coloraxis", row=row, col=2)
-    return figure.update_layout(height=330 * len(panels),
-                                coloraxis=dict(colorscale="Viridis"))
+        for col, frame, axis in ((1, start, "coloraxis"), (2, end, "coloraxis2")):
+            if frame is None:
+                continue
+            figure.add_heatmap(z=frame.to_numpy(), x=list(frame.columns), y=list(frame.index),
+                               coloraxis=axis, texttemplate="%{z:.2f}" if frame.size <= 60
+                               else None, row=row, col=col)
+    return figure.update_layout(
+        height=330 * len(panels),
+        coloraxis=dict(colorscale="RdBu", cmin=-reach, cmax=reach,
+                       colorbar=dict(title="alpha0", x=0.38, len=0.9)),
+        coloraxis2=dict(colorscale="Viridis", cmin=0, cmax=1,
+                        colorbar=dict(title="weight", x=1.0, len=0.9)))
 
 
 def movement_figure(movement: pd.DataFrame) -> go.Figure:
@@ -193,7 +221,8 @@ def cell_svg(cell: str, width: int = 480) -> str:
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:
     """Each method's best and mean value (and ground truth, if scored), side by side: the
-    mean over study seeds, with their standard deviation as error bars."""
+    mean over study seeds as a dot, their standard deviation as its error bar, on an axis
+    that spans the values (so that 92 and 94 % look apart)."""
     figure = go.Figure()
     columns = [("best_value", "best validation objective"),
                ("mean_value", "mean validation objective of the trials"),
@@ -205,9 +234,10 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
     for column, label in columns:
         if column in frame:
             spread = grouped[column].std(ddof=1).fillna(0.0)
-            figure.add_bar(x=list(grouped.groups), y=grouped[column].mean(), name=label,
-                           error_y=dict(array=spread))
-    return figure.update_layout(barmode="group", yaxis_title="accuracy (%)")
+            figure.add_scatter(x=list(grouped.groups), y=grouped[column].mean(), name=label,
+                               mode="markers", marker=dict(size=11),
+                               error_y=dict(array=spread), offsetgroup=column)
+    return figure.update_layout(scattermode="group", yaxis_title="accuracy (%)")
 
 
 def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
@@ -256,16 +286,18 @@ def image_name(title: str) -> str:
     return "-".join(words) + ".png"
 
 
-def write_images(sections: Sequence[tuple[str, go.Figure]], folder: Path) -> list[Path]:
-    """Write each section's figure as a PNG in ``folder`` (with kaleido and Chrome).
+def write_images(sections: Sequence[tuple[str, go.Figure | str]], folder: Path) -> list[Path]:
+    """Write each section's figure as a PNG in ``folder`` (with kaleido and Chrome); a
+    section of text (a table) has none.
 
     Raises:
         ImageExportError: kaleido or a Chrome/Chromium browser is missing.
     """
     import plotly.io as pio
 
-    paths = [folder / image_name(title) for title, _ in sections]
-    figures = [figure for _, figure in sections]
+    drawn = [(title, part) for title, part in sections if isinstance(part, go.Figure)]
+    paths = [folder / image_name(title) for title, _ in drawn]
+    figures = [figure for _, figure in drawn]
     try:
         pio.write_images(figures, paths, width=1000,
                          height=[f.layout.height or 500 for f in figures])

@@ -28,27 +28,40 @@ logger = logging.getLogger(__name__)
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
                  "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
                  "none_share", "seed", "original_number", "wall_time_s", "train_time_s",
-                 "fail_reason")
+                 "fail_reason", "best", "last_value", "retry_of", "retried_as")
+IMPORTANCE_TRIALS = 20  # fewer complete trials than this over dozens of dimensions: noise
 CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train_loss",
                  "valid_loss", "genotype")
 
 
 def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
-    """One row per trial with its state, value and recorded attributes."""
+    """One row per trial with its state, value and recorded attributes; ``best`` marks the
+    study's pick, ``last_value`` a trial's latest report (a running one's progress), and
+    ``retry_of`` / ``retried_as`` link a failed trial and its retry."""
+    best = best_trial(trials)
+    retried_as = {int(t.system_attrs["failed_trial"]): t.number for t in trials
+                  if "failed_trial" in t.system_attrs}
     rows = []
     for trial in trials:
         attrs = trial.user_attrs
         row = {name: attrs.get(name) for name in TRIAL_COLUMNS}
-        row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial))
+        row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial),
+                   best=best is not None and trial.number == best.number,
+                   last_value=(trial.intermediate_values[max(trial.intermediate_values)]
+                               if trial.intermediate_values else None),
+                   retry_of=trial.system_attrs.get("failed_trial"),
+                   retried_as=retried_as.get(trial.number))
         if row["epochs_run"] is None and trial.intermediate_values:
             row["epochs_run"] = max(trial.intermediate_values)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     numeric = ["value", "supernet_acc", "discrete_acc", "trained_acc", "eval_params_M",
-               "skip_share", "pool_share", "none_share", "wall_time_s", "train_time_s"]
+               "skip_share", "pool_share", "none_share", "wall_time_s", "train_time_s",
+               "last_value"]
     frame[numeric] = frame[numeric].astype("float64")
-    for name in ("epochs_run", "seed", "original_number"):
+    for name in ("epochs_run", "seed", "original_number", "retry_of", "retried_as"):
         frame[name] = frame[name].astype("Int64")
+    frame["best"] = frame["best"].astype(bool)
     return frame
 
 
@@ -94,8 +107,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def history_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Value of each finished trial and the best complete value so far."""
-    history = frame.loc[frame["value"].notna(), ["number", "state", "value"]].copy()
+    """Value (with cell and accuracies) of each finished trial and the best complete value
+    so far."""
+    history = frame.loc[frame["value"].notna(), ["number", "state", "value", "cell",
+                                                 "supernet_acc", "discrete_acc",
+                                                 "trained_acc", "eval_params_M"]].copy()
     complete = history["value"].where(history["state"] == "COMPLETE")
     history["best_so_far"] = complete.cummax().ffill()
     return history.reset_index(drop=True)
@@ -120,12 +136,15 @@ def alpha_start(trial: FrozenTrial) -> pd.DataFrame:
 
 
 def alpha_end(trial: FrozenTrial) -> pd.DataFrame | None:
-    """The trial's final mixing weights (edges x ops), if it recorded them."""
+    """The trial's final mixing weights (edges x ops), if it recorded them; where its
+    start vector shares alpha0 between edges (``start.alpha_space = "op"``), the edges
+    are numbered."""
     softmax = trial.user_attrs.get("alpha_softmax")
     edges, ops = alpha_names(trial)
-    if softmax is None or len(softmax) != len(edges):
+    if softmax is None or not softmax or len(softmax[0]) != len(ops):
         return None
-    return pd.DataFrame(softmax, index=edges, columns=ops)
+    rows = edges if len(softmax) == len(edges) else [f"edge {i}" for i in range(len(softmax))]
+    return pd.DataFrame(softmax, index=rows, columns=ops)
 
 
 def movement_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
@@ -210,11 +229,47 @@ def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.Data
         movement_frame(trials))))
     sections.append(("Collapse watch", figures.collapse_figure(frame)))
     sections.append(("Accuracy and parameters", figures.pareto_figure(pareto_frame(frame))))
-    importances = _importances(study)
-    if importances:
-        sections.append(("What mattered in the start vector",
-                         figures.importance_figure(importances)))
+    sections.append(("Trials", trials_table(frame)))
+    sections.append(("What mattered in the start vector", _importance_section(study)))
     return sections
+
+
+def _importance_section(study: optuna.Study) -> Any:
+    """The start vector's importances, or why there are none: with few complete trials
+    over many dimensions they are noise."""
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete < IMPORTANCE_TRIALS:
+        return (f"<p>Estimated from {IMPORTANCE_TRIALS} complete trials on; this study has "
+                f"{complete}.</p>")
+    importances = _importances(study)
+    if not importances:
+        return "<p>No dimension of the start vector varied.</p>"
+    return figures.importance_figure(importances)
+
+
+def trials_table(frame: pd.DataFrame) -> str:
+    """Every trial as an HTML table; a click on a column's header sorts by it."""
+    columns = [("number", "trial", "{:d}"), ("state", "state", "{}"),
+               ("value", "value", "{:.2f}"),
+               ("supernet_acc", "supernet %", "{:.2f}"), ("discrete_acc", "discrete %", "{:.2f}"),
+               ("trained_acc", "trained %", "{:.2f}"), ("eval_params_M", "params (M)", "{:.3f}"),
+               ("cell", "cell", "{}")]
+    head = "".join(f"<th onclick='sortBy(this)'>{html.escape(label)}</th>"
+                   for _, label, _ in columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{'' if pd.isna(row[key]) else html.escape(fmt.format(row[key]))}"
+                         "</td>" for key, _, fmt in columns) + "</tr>"
+        for _, row in frame.iterrows())
+    return (f"<table class='trials'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            f"<script>{_SORT_SCRIPT}</script>")
+
+
+# Sorts a table by the clicked column (numbers as numbers), flipping on a second click.
+_SORT_SCRIPT = """function sortBy(th){const t=th.closest('table'),i=[...th.parentNode.children]
+.indexOf(th),rows=[...t.tBodies[0].rows],up=th.dataset.up!=='1';th.dataset.up=up?'1':'0';
+const v=r=>{const s=r.cells[i].textContent,n=parseFloat(s);return isNaN(n)?s:n};
+rows.sort((a,b)=>{const x=v(a),y=v(b);return (x>y?1:x<y?-1:0)*(up?1:-1)});
+rows.forEach(r=>t.tBodies[0].appendChild(r))}"""
 
 
 def _compare_csv(out_dir: Path, name: str) -> Path | None:
@@ -241,20 +296,27 @@ def _importances(study: optuna.Study) -> dict[str, float]:
         return {}
 
 
+def _html(part: Any) -> str:
+    """A section's content: its HTML as given, or a figure's, plotly.js left out."""
+    return part if isinstance(part, str) else str(part.to_html(full_html=False,
+                                                                include_plotlyjs=False))
+
+
 def page_html(name: str, settings: list[tuple[str, str]], sections: list[tuple[str, Any]]) -> str:
     from plotly.offline import get_plotlyjs
 
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
                    for k, v in settings)
-    body = "".join(
-        f"<section><h2>{html.escape(title)}</h2>"
-        f"{figure.to_html(full_html=False, include_plotlyjs=False)}</section>"
-        for title, figure in sections)
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{_html(part)}</section>"
+                   for title, part in sections)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>globaldarts: {html.escape(name)}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "th{text-align:left;padding-right:1em;vertical-align:top}code{font-size:90%}</style>"
+        "th{text-align:left;padding-right:1em;vertical-align:top}code{font-size:90%}"
+        "table.trials{border-collapse:collapse;font-size:85%}"
+        "table.trials td,table.trials th{border-bottom:1px solid #ddd;padding:2px 6px}"
+        "table.trials th{cursor:pointer}</style>"
         f"<script>{get_plotlyjs()}</script></head><body>"
         f"<h1>globaldarts study {html.escape(name)}</h1><table>{rows}</table>{body}"
         "</body></html>"

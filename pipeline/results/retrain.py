@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -20,7 +21,8 @@ def retrain_cell(config: StudyConfig, genotype: Genotype, *, device: torch.devic
                  progress: bool = False) -> TrainResult:
     """Train the cell's evaluation network on the study's training images and test it on
     its test images, from the study's seed; ``epochs`` replaces the settings' epochs.
-    Every epoch is checkpointed to ``checkpoint``, and a rerun continues from there.
+    Every epoch is checkpointed to ``checkpoint``, and a rerun continues from there; the
+    result is also written beside it (``result_path``).
 
     Raises:
         DatasetError: the study's dataset is not there.
@@ -30,8 +32,17 @@ def retrain_cell(config: StudyConfig, genotype: Genotype, *, device: torch.devic
         settings = dataclasses.replace(settings, epochs=epochs)
     train, test = load_dataset(config.data.dataset, config.data.root,
                                download=config.data.download)
-    return retrain(genotype, train, test, settings=settings, device=device,
-                   checkpoint=checkpoint, seed=config.seed, progress=progress)
+    result = retrain(genotype, train, test, settings=settings, device=device,
+                     checkpoint=checkpoint, seed=config.seed, progress=progress)
+    record = {"cell": genotype.to_str(), "dataset": config.data.dataset, "seed": config.seed,
+              "settings": dataclasses.asdict(settings), **dataclasses.asdict(result)}
+    result_path(checkpoint).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def result_path(checkpoint: Path) -> Path:
+    """Where a training's result is written: ``result.json`` beside its checkpoint."""
+    return checkpoint.with_name("result.json")
 
 
 def evaluation_checkpoint(out: Path, config: StudyConfig, genotype: Genotype) -> Path:

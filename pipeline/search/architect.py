@@ -3,13 +3,16 @@ validation loss's first-order gradient or by the unrolled second-order one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from pipeline.search.steps import Model, frozen
+
+# A variant's term on the architecture loss, of the alphas: per member, or None.
+Penalty = Callable[[Sequence[Tensor]], Tensor | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,9 +44,14 @@ class Architect:
                                           weight_decay=settings.weight_decay)
 
     def step(self, model: Model, x_a: Tensor, y_a: Tensor, *,
-             unroll: tuple[Tensor, Tensor, torch.optim.Optimizer] | None = None) -> None:
-        """One Adam step of the alphas on the validation batch (x_a, y_a). Second order
-        needs ``unroll``: the training batch and the weights' optimizer."""
+             unroll: tuple[Tensor, Tensor, torch.optim.Optimizer] | None = None,
+             penalty: Penalty | None = None) -> None:
+        """One Adam step of the alphas on the validation batch (x_a, y_a), plus the
+        gradient of ``penalty`` (a variant's term on the architecture loss, per member).
+        Second order needs ``unroll``: the training batch and the weights' optimizer. With
+        a learning rate of 0 the alphas stay where they are, and nothing is computed."""
+        if self.settings.lr == 0:
+            return
         grads: Sequence[Tensor]
         if self.settings.order == 1:
             grads = torch.autograd.grad(_loss(model, x_a, y_a), self.alphas)
@@ -51,6 +59,10 @@ class Architect:
             assert unroll is not None, "a second-order step needs the training batch"
             x_w, y_w, weight_optimizer = unroll
             grads = self.unrolled_grads(model, weight_optimizer, x_w, y_w, x_a, y_a)
+        added = None if penalty is None else penalty(self.alphas)
+        if added is not None:
+            grads = [g + p for g, p in zip(grads, torch.autograd.grad(added.sum(), self.alphas),
+                                           strict=True)]
         for alpha, grad in zip(self.alphas, grads, strict=True):
             alpha.grad = grad
         self.optimizer.step()

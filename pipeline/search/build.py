@@ -9,7 +9,9 @@ from pipeline.config import StudyConfig
 from pipeline.search.architect import ArchSettings
 from pipeline.search.darts import DartsSearch, WeightSettings
 from pipeline.search.data import SearchData
+from pipeline.search.selection import PerturbationSelection, tune_epochs
 from pipeline.search.start import StartPoint, apply_start
+from pipeline.search.variants import Darts, build_variant
 from pipeline.spaces import get_space
 
 
@@ -25,12 +27,38 @@ def weight_settings(config: StudyConfig, hyperparams: dict[str, float]) -> Weigh
 
 def arch_settings(config: StudyConfig, hyperparams: dict[str, float]) -> ArchSettings:
     """The study's architecture step, with co-searched ``arch_lr`` and
-    ``arch_weight_decay`` in place of the configured values."""
+    ``arch_weight_decay`` in place of the configured values. DrNAS sets the alphas' weight
+    decay itself: its L2 regulariser's weight, or none beside its KL term."""
     s = config.search
+    decay = hyperparams.get("arch_weight_decay", s.arch_weight_decay)
+    if s.variant == "drnas":
+        decay = s.drnas_reg_weight if s.drnas_regularizer == "l2" else 0.0
     return ArchSettings(lr=hyperparams.get("arch_lr", s.arch_lr),
-                        betas=(s.arch_beta1, s.arch_beta2),
-                        weight_decay=hyperparams.get("arch_weight_decay", s.arch_weight_decay),
-                        order=s.order)
+                        betas=(s.arch_beta1, s.arch_beta2), weight_decay=decay, order=s.order)
+
+
+def variant(config: StudyConfig) -> Darts:
+    """The study's DARTS variant with its settings."""
+    s = config.search
+    return build_variant(s.variant, aux_skip_beta=s.aux_skip_beta, beta_lambda=s.beta_lambda,
+                         drnas_kl=s.drnas_reg_weight if s.drnas_regularizer == "kl" else 0.0,
+                         sdarts_epsilon=(s.sdarts_epsilon_min, s.sdarts_epsilon_max))
+
+
+def selection(config: StudyConfig, seed: int) -> PerturbationSelection | None:
+    """The study's perturbation selection for a search of ``seed`` (its order of edges
+    drawn from it); None where the cell is the alphas' argmax."""
+    if config.search.selection != "perturbation":
+        return None
+    return PerturbationSelection(get_space(config.space.name), seed=seed)
+
+
+def search_epochs(config: StudyConfig) -> int:
+    """The epochs one search of the study runs: its own and a selection's fine-tuning."""
+    extra = 0
+    if config.search.selection == "perturbation":
+        extra = tune_epochs(get_space(config.space.name), config.search.selection_tune_epochs)
+    return config.search.epochs + extra
 
 
 def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, seed: int,
@@ -39,7 +67,8 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         net = get_space(config.space.name).supernet(
-            config.space, num_classes=data.num_classes, in_channels=data.in_channels)
+            config.space, num_classes=data.num_classes, in_channels=data.in_channels,
+            aux_skip=config.search.variant == "darts-minus")
     apply_start(net, start, direction_seed=config.seed)
     net = net.to(device)
     if config.search.channels_last:
@@ -49,6 +78,8 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
                        seed=seed, epochs=s.epochs,
                        weight_settings=weight_settings(config, start.hyperparams),
                        arch_settings=arch_settings(config, start.hyperparams),
+                       variant=variant(config), selection=selection(config, seed),
+                       tune_epochs=s.selection_tune_epochs,
                        cell_every_epoch=s.accuracy_objective == "discrete",
                        bf16=s.precision == "bf16",
                        compile_backend="inductor" if s.compile else None)

@@ -22,7 +22,9 @@ from torch import Tensor
 
 from pipeline.search.architect import Architect, ArchSettings
 from pipeline.search.data import DeviceBatches
+from pipeline.search.selection import PerturbationSelection
 from pipeline.search.steps import evaluation_sums, weight_step
+from pipeline.search.variants import Darts, noise
 from pipeline.spaces import Supernet
 
 
@@ -81,6 +83,8 @@ class DartsSearch:
 
     Args:
         supernet: the network to search; its current weights and alphas are the start.
+        selection: choose the cell by perturbation after the search (DARTS-PT), with
+            ``tune_epochs`` of fine-tuning between its decisions; None: the argmax.
         weight_batches: the half of the training data the weights learn from.
         arch_batches: the other half, which the alphas learn from and which measures
             validation accuracy.
@@ -96,10 +100,17 @@ class DartsSearch:
     def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
                  arch_batches: DeviceBatches, seed: int, epochs: int,
                  weight_settings: WeightSettings = WeightSettings(),
-                 arch_settings: ArchSettings = ArchSettings(), cell_every_epoch: bool = False,
-                 bf16: bool = False,
+                 arch_settings: ArchSettings = ArchSettings(), variant: Darts = Darts(),
+                 selection: PerturbationSelection | None = None, tune_epochs: int = 0,
+                 cell_every_epoch: bool = False, bf16: bool = False,
                  compile_backend: str | Callable[..., Any] | None = None) -> None:
         self.net = supernet
+        self.variant = variant
+        self.selection = selection
+        self.tune_epochs = tune_epochs
+        # the search's epochs, then (with a selection) its fine-tuning between decisions
+        self.total_epochs = epochs + (0 if selection is None
+                                      else max(len(selection.plan) - 1, 0) * tune_epochs)
         self.weight_batches = weight_batches
         self.arch_batches = arch_batches
         self.seed = seed
@@ -107,7 +118,7 @@ class DartsSearch:
         self.weight_settings = weight_settings
         self.cell_every_epoch = cell_every_epoch
         self.bf16 = bf16
-        self.compiled: Callable[[Tensor], Tensor] | None = (
+        self.compiled: Callable[..., Tensor] | None = (
             None if compile_backend is None else torch.compile(supernet, backend=compile_backend))
         self.weights = list(supernet.weight_parameters())
         self.alphas: list[Tensor] = list(supernet.arch_parameters())
@@ -117,6 +128,8 @@ class DartsSearch:
             self.w_optimizer, T_max=epochs, eta_min=weight_settings.lr_min)
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.t = 0.0  # how far the search is: 0 at its first step, 1 at its last
+        self._phase = "arch"  # which step ``losses`` serves: "arch" or "weights"
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -126,7 +139,7 @@ class DartsSearch:
         Raises:
             DivergedError: a loss became NaN or infinite.
         """
-        while self.epoch < self.epochs:
+        while self.epoch < self.total_epochs:
             record = self.run_epoch()
             if on_epoch is not None:
                 on_epoch(record)
@@ -143,14 +156,40 @@ class DartsSearch:
     def run_epoch(self) -> EpochRecord:
         """Run one epoch of alternating steps, then measure it."""
         started = time.perf_counter()
+        if self.epoch == self.epochs and self.selection is not None:  # fine-tuning begins
+            self.w_optimizer.state.clear()  # a fresh SGD at a tenth of the learning rate
+            self.w_optimizer.param_groups[0]["lr"] = self.weight_settings.lr / 10
         weight_lr = self.w_optimizer.param_groups[0]["lr"]
         self.net.train()
         totals = torch.zeros(2, device=self.alphas[0].device)  # loss sum, correct
-        for x_w, y_w, x_a, y_a in self.epoch_batches():
-            if x_a is not None and y_a is not None:
-                self.arch_step(x_w, y_w, x_a, y_a)
-            totals += self.weight_step(x_w, y_w)
+        for index, (x_w, y_w, x_a, y_a) in enumerate(self.epoch_batches()):
+            with self.variant_step(index):
+                if x_a is not None and y_a is not None:
+                    self.arch_step(x_w, y_w, x_a, y_a)
+                totals += self.weight_step(x_w, y_w)
         return self.finish_epoch(totals, weight_lr, started)
+
+    @contextlib.contextmanager
+    def variant_step(self, index: int) -> Iterator[None]:
+        """The variant's state for the epoch's step ``index``: the search's progress, the
+        auxiliary skip's weight, and (for a random variant) random numbers drawn from the
+        search's seed and the step alone."""
+        self.t = self.progress(index)
+        aux = self.net.aux_weight()
+        if aux is not None:
+            aux.fill_(self.variant.aux_skip(self.t))
+        if not self.variant.random:
+            yield
+            return
+        step = self.epoch * len(self.weight_batches) + index
+        with noise((2 * self.seed + 2) * 1_000_003 + step, self.alphas[0].device):
+            yield
+
+    def progress(self, index: int) -> float:
+        """How far the search is at the current epoch's step ``index``: 0 at its first
+        step, 1 at its last."""
+        steps = len(self.weight_batches)
+        return (self.epoch * steps + index) / max(self.epochs * steps - 1, 1)
 
     def finish_epoch(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
         """Close an epoch whose steps are done: advance the schedule, measure, record.
@@ -160,16 +199,41 @@ class DartsSearch:
             weight_lr: the learning rate the epoch's weight steps used.
             started: ``time.perf_counter()`` when the epoch began.
         """
-        self.scheduler.step()
+        if self.epoch < self.epochs:  # fine-tuning keeps its learning rate
+            self.scheduler.step()
         self.epoch += 1
+        self._select()
         record = self._measure(totals, weight_lr, started)
         self.history.append(record)
         return record
 
+    def _select(self) -> None:
+        """Make the selection's decisions that are due: the first after the search's last
+        epoch, then one every ``tune_epochs`` epochs (all at once without tuning)."""
+        if self.selection is None or self.epoch < self.epochs:
+            return
+        since = self.epoch - self.epochs
+        due = (since // self.tune_epochs + 1) if self.tune_epochs else len(self.selection.plan)
+        while self.selection.done < min(due, len(self.selection.plan)):
+            mean = self.variant.mean_weights(self.net.alphas)
+            weights = F.softmax(self.net.alphas.detach(), dim=-1) if mean is None else mean
+            self.selection.decide(weights, lambda mixed: float(
+                self.evaluate(self.arch_batches, weights=mixed)[1]))
+
+    def _projected(self, weights: Tensor | None) -> Tensor | None:
+        """A step's mixing weights with the selection's decisions applied."""
+        if self.selection is None or not self.selection.done:
+            return weights
+        return self.selection.project(F.softmax(self.net.alphas, dim=-1) if weights is None
+                                      else weights)
+
     def _measure(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
-        genotype = self.net.genotype()
+        mean = self._projected(self.variant.mean_weights(self.net.alphas))
+        if mean is not None:
+            mean = mean.detach()
+        genotype = self.net.genotype(mean)
         choice = self.net.choice(genotype)
-        valid_loss, valid_acc = self.evaluate(self.arch_batches).tolist()
+        valid_loss, valid_acc = self.evaluate(self.arch_batches, weights=mean).tolist()
         train_loss, train_correct = totals.tolist()
         count = len(self.weight_batches.labels)  # every image once per epoch
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
@@ -177,58 +241,72 @@ class DartsSearch:
                 f"loss became non-finite in epoch {self.epoch} "
                 f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
         discrete_acc = None
-        if self.cell_every_epoch or self.epoch == self.epochs:
+        if self.cell_every_epoch or self.epoch == self.total_epochs:
             discrete_acc = self.evaluate_cell(choice)
         return EpochRecord(
             epoch=self.epoch, train_loss=train_loss / count,
             train_acc=100 * train_correct / count, valid_loss=valid_loss,
             valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
-            genotype=genotype.to_str(), alpha_softmax=self.net.alpha_softmax().tolist(),
+            genotype=genotype.to_str(),
+            alpha_softmax=(self.net.alpha_softmax() if mean is None else mean).tolist(),
             weight_lr=weight_lr, seconds=time.perf_counter() - started)
 
     # -- the steps --------------------------------------------------------------------
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One SGD step of the weights; returns (loss sum, correct) on the device."""
+        self._phase = "weights"
         return weight_step(self, self.w_optimizer, x, y,
                            grad_clip=self.weight_settings.grad_clip)
 
     def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
-        """One Adam step of the alphas on the validation half."""
-        self.architect.step(self, x_a, y_a, unroll=(x_w, y_w, self.w_optimizer))
+        """One Adam step of the alphas on the validation half (with the variant's penalty
+        on the architecture loss)."""
+        self._phase = "arch"
+        self.architect.step(self, x_a, y_a, unroll=(x_w, y_w, self.w_optimizer),
+                            penalty=lambda alphas: self.variant.arch_penalty(alphas[0], self.t))
 
     def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The mean cross-entropy () and logits (B, classes) of the supernet on a batch."""
-        logits = self.forward(x)
+        """The mean cross-entropy () and logits (B, classes) of the supernet on a batch,
+        mixed as the variant mixes the current step."""
+        alphas = self.net.alphas
+        weights = (self.variant.weight_step_weights(alphas, self.t) if self._phase == "weights"
+                   else self.variant.edge_weights(alphas))
+        logits = self.forward(x, weights=self._projected(weights))
         return F.cross_entropy(logits, y), logits
 
-    def forward(self, x: Tensor, choice: Sequence[int] | None = None) -> Tensor:
-        """The supernet's logits; computed in bfloat16 autocast if the search was asked to,
-        returned in float32."""
+    def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
+                weights: Tensor | None = None) -> Tensor:
+        """The supernet's logits, mixed by ``weights`` (by default its alphas' softmax);
+        computed in bfloat16 autocast if the search was asked to, returned in float32."""
         if not self.bf16:
-            return self._logits(x, choice)
+            return self._logits(x, choice, weights)
         with torch.autocast(self.alphas[0].device.type, dtype=torch.bfloat16):
-            logits = self._logits(x, choice)
+            logits = self._logits(x, choice, weights)
         return logits.float()
 
-    def _logits(self, x: Tensor, choice: Sequence[int] | None) -> Tensor:
+    def _logits(self, x: Tensor, choice: Sequence[int] | None, weights: Tensor | None
+                ) -> Tensor:
         """The mixture through the compiled supernet when there is one, else eagerly."""
         if choice is None and self.compiled is not None:
             try:
-                return self.compiled(x)
+                return self.compiled(x, weights=weights)
             except torch._dynamo.exc.TorchDynamoException as error:  # the compiler failed
                 message = " ".join(str(error).split())[:300]
                 warnings.warn(f"torch.compile failed, the search goes on eagerly: {message}",
                               RuntimeWarning, stacklevel=2)
                 self.compiled = None
-        logits: Tensor = self.net(x, choice=choice)
+        logits: Tensor = self.net(x, choice, weights=weights)
         return logits
 
     # -- measuring --------------------------------------------------------------------
 
-    def evaluate(self, batches: DeviceBatches, choice: Sequence[int] | None = None) -> Tensor:
-        """Mean loss and accuracy (2,) of the supernet, or of the cell ``choice``."""
-        totals = evaluation_sums(self.net, lambda x: self.forward(x, choice), batches)
+    def evaluate(self, batches: DeviceBatches, choice: Sequence[int] | None = None, *,
+                 weights: Tensor | None = None) -> Tensor:
+        """Mean loss and accuracy (2,) of the supernet (mixed by ``weights``, by default its
+        alphas' softmax), or of the cell ``choice``."""
+        totals = evaluation_sums(self.net, lambda x: self.forward(x, choice, weights=weights),
+                                 batches)
         return totals[:2] / totals[2]
 
     def evaluate_cell(self, choice: Sequence[int]) -> float:
@@ -252,6 +330,7 @@ class DartsSearch:
             "epoch": self.epoch,
             "history": [record.to_dict() for record in self.history],
             "torch_rng": torch.get_rng_state(),
+            **({} if self.selection is None else {"selection": self.selection.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -262,6 +341,8 @@ class DartsSearch:
         self.epoch = int(state["epoch"])
         self.history = [EpochRecord(**record) for record in state["history"]]
         torch.set_rng_state(state["torch_rng"])
+        if self.selection is not None:
+            self.selection.load_state_dict(state["selection"])
 
 
 @contextlib.contextmanager

@@ -70,7 +70,7 @@ def _load_torchvision_cifar(name: str) -> Callable[[Path, bool], tuple[ImageSet,
             splits = [cls(str(root), train=train, download=download) for train in (True, False)]
         except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
             raise DatasetError(
-                f"{name} not found under {root} ({error}); set data.download=true to fetch it"
+                f"{name} not found under {root} ({error}); --set data.download=true fetches it"
             ) from None
         return tuple(  # type: ignore[return-value]
             ImageSet(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),

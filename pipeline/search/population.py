@@ -38,9 +38,9 @@ class PopulationError(ValueError):
 def _settings(search: DartsSearch) -> tuple[object, ...]:
     """What must be equal for searches to share one stacked computation."""
     shapes = tuple((name, tuple(p.shape)) for name, p in search.net.named_parameters())
-    return (search.epoch, search.epochs, search.bf16, search.weight_settings,
-            search.architect.settings, id(search.weight_batches), id(search.arch_batches),
-            shapes)
+    return (search.epoch, search.total_epochs, search.bf16, search.weight_settings,
+            search.architect.settings, search.variant, id(search.weight_batches),
+            id(search.arch_batches), shapes)
 
 
 class Population:
@@ -61,6 +61,11 @@ class Population:
         if len(members) > 1 and any(m.architect.settings.order != 1 for m in members):
             raise PopulationError("population batching runs first-order DARTS only "
                                   "(search.order = 1)")
+        if len(members) > 1 and members[0].selection is not None:
+            raise PopulationError("perturbation selection runs one search at a time")
+        if len(members) > 1 and not members[0].variant.stackable:
+            raise PopulationError(f"the {members[0].variant.name} variant runs no batched "
+                                  "population: its random mixing weights are drawn per search")
         first = _settings(members[0])
         if any(_settings(m) != first for m in members[1:]):
             raise PopulationError("the searches of a population must share their supernet, "
@@ -73,7 +78,7 @@ class Population:
 
     @property
     def finished(self) -> bool:
-        return not self.members or self.members[0].epoch >= self.members[0].epochs
+        return not self.members or self.members[0].epoch >= self.members[0].total_epochs
 
     def run_epoch(self) -> list[EpochRecord | DivergedError]:
         """One epoch of every member; each member's record, or the error that ended it
@@ -83,7 +88,10 @@ class Population:
         started = time.perf_counter()
         stack = StackedSearch(self.members)
         totals = torch.zeros(len(self.members), 2, device=stack.device)
-        for steps in zip(*(m.epoch_batches() for m in self.members), strict=True):
+        first = self.members[0]
+        for index, steps in enumerate(zip(*(m.epoch_batches() for m in self.members),
+                                          strict=True)):
+            stack.t = first.progress(index)
             if all(x_a is not None for _, _, x_a, _ in steps):
                 stack.arch_step(*_stacked([(x_a, y_a) for _, _, x_a, y_a in steps]))
             totals += stack.weight_step(*_stacked([(x_w, y_w) for x_w, y_w, _, _ in steps]))
@@ -120,6 +128,8 @@ class StackedSearch:
         first = members[0]
         self.device = first.alphas[0].device
         self.bf16 = first.bf16
+        self.variant = first.variant
+        self.t = 0.0
         self.grad_clip = first.weight_settings.grad_clip
         self.base = copy.deepcopy(first.net).to("meta")
         alpha_ids = {id(a) for a in first.alphas}
@@ -192,10 +202,19 @@ class StackedSearch:
         return losses, logits
 
     def arch_step(self, x: Tensor, y: Tensor) -> None:
-        """One Adam step of every member's alphas on its validation batch."""
-        self.architect.step(self, x, y)
+        """One Adam step of every member's alphas on its validation batch, with the
+        variant's penalty on each member's architecture loss."""
+        self._set_aux_skip()
+        self.architect.step(self, x, y, penalty=lambda alphas: self.variant.arch_penalty(
+            alphas[0], self.t))
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One SGD step of every member's weights, each clipped by its own gradient norm;
         returns (loss sum, correct) per member, (K, 2), on the device."""
+        self._set_aux_skip()
         return weight_step(self, self.w_optimizer, x, y, grad_clip=self.grad_clip)
+
+    def _set_aux_skip(self) -> None:
+        aux = self.buffers.get("aux_skip_weight")
+        if aux is not None:
+            aux.fill_(self.variant.aux_skip(self.t))

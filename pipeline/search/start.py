@@ -55,6 +55,9 @@ class StartSpace:
 
     Args:
         edges, ops: names of the alpha rows and columns.
+        groups: the cell type of each edge (by default one for all).
+        alpha_space: ``"edge-op"``, an initial logit per edge and op; or ``"op"``, one per
+            op and cell type, shared by the type's every edge.
         alpha_range: half-width of each alpha0's interval around 0.
         gain_range: half-width of each log gain's interval around 0.
         directions: number of random weight directions.
@@ -65,15 +68,19 @@ class StartSpace:
 
     def __init__(self, *, edges: Sequence[str], ops: Sequence[str], alpha_range: float,
                  gain_range: float, directions: int, direction_range: float,
+                 groups: Sequence[str] | None = None, alpha_space: str = "edge-op",
                  hyperparams: Mapping[str, float] | None = None,
                  hyperparam_factor: float = 3.0) -> None:
         self.edges = tuple(edges)
         self.ops = tuple(ops)
         self.directions = directions
+        # the row of x's alphas that sets each edge's alpha0: the edge's own, or its group's
+        groups = tuple(groups or ("cell",) * len(self.edges))
+        self.rows = self.edges if alpha_space == "edge-op" else groups
         hyperparams = dict(hyperparams or {})
         self.specs: tuple[ParamSpec, ...] = (
-            *(ParamSpec(name=f"alpha:{e}:{o}", low=-alpha_range, high=alpha_range)
-              for e in self.edges for o in self.ops),
+            *(ParamSpec(name=f"alpha:{r}:{o}", low=-alpha_range, high=alpha_range)
+              for r in dict.fromkeys(self.rows) for o in self.ops),
             *(ParamSpec(name=f"gain:{f}", low=-gain_range, high=gain_range)
               for f in WEIGHT_FAMILIES),
             *(ParamSpec(name=f"offset:{k}", low=-direction_range, high=direction_range)
@@ -97,7 +104,7 @@ class StartSpace:
         Raises:
             KeyError: x lacks a dimension of this space.
         """
-        alpha0 = tuple(tuple(float(x[f"alpha:{e}:{o}"]) for o in self.ops) for e in self.edges)
+        alpha0 = tuple(tuple(float(x[f"alpha:{r}:{o}"]) for o in self.ops) for r in self.rows)
         return StartPoint(
             alpha0=alpha0,
             log_gains={f: float(x[f"gain:{f}"]) for f in WEIGHT_FAMILIES},
@@ -107,8 +114,8 @@ class StartSpace:
 
     def encode(self, start: StartPoint) -> dict[str, float]:
         """Turn a ``StartPoint`` back into x (the inverse of ``decode``)."""
-        x = {f"alpha:{e}:{o}": start.alpha0[i][j]
-             for i, e in enumerate(self.edges) for j, o in enumerate(self.ops)}
+        x = {f"alpha:{r}:{o}": start.alpha0[i][j]
+             for i, r in reversed(list(enumerate(self.rows))) for j, o in enumerate(self.ops)}
         x.update({f"gain:{f}": g for f, g in start.log_gains.items()})
         x.update({f"offset:{k}": z for k, z in enumerate(start.offsets)})
         x.update({f"hp:{h}": v for h, v in start.hyperparams.items()})
@@ -129,6 +136,8 @@ def build_start_space(config: StudyConfig, steps_per_epoch: int) -> StartSpace:
     return StartSpace(
         edges=space.edges,
         ops=space.ops,
+        groups=space.edge_groups,
+        alpha_space=config.start.alpha_space,
         alpha_range=alpha_range,
         gain_range=config.start.gain_range,
         directions=config.start.directions,

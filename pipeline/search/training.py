@@ -33,10 +33,19 @@ def train_settings(config: StudyConfig, genotype: Genotype) -> TrainSettings:
 
 @dataclass(frozen=True, slots=True)
 class TrainResult:
+    """A trained cell's test accuracy (%), its network's parameters (M), the epochs it
+    trained, the epoch its training resumed after (0: from scratch) and its classes."""
+
     test_acc: float
     params_m: float
     epochs: int
+    resumed_after: int = 0
+    classes: int = 10
 
+    @property
+    def at_chance(self) -> bool:
+        """Within a point of guessing: the network learned next to nothing."""
+        return self.test_acc < 100 / self.classes + 1
 
 def train_epoch(net: nn.Module, batches: DeviceBatches, optimizer: torch.optim.Optimizer, *,
                 seed: int, epoch: int, grad_clip: float, auxiliary_weight: float = 0.0
@@ -91,7 +100,8 @@ def retrain(genotype: Genotype, train: ImageSet, test: ImageSet, *,
             after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
     test_batches = DeviceBatches(test, batch_size=256, device=device, mean=mean, std=std)
     return TrainResult(test_acc=evaluate_network(run.net, test_batches),
-                       params_m=count_parameters(run.net) / 1e6, epochs=settings.epochs)
+                       params_m=count_parameters(run.net) / 1e6, epochs=settings.epochs,
+                       resumed_after=start, classes=len(train.classes))
 
 
 def short_training_accuracy(genotype: Genotype, train: DeviceBatches,

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -109,6 +110,15 @@ class Supernet(nn.Module, ABC):
 
     alphas: nn.Parameter
 
+    def add_aux_skip(self) -> None:
+        """Give every edge an auxiliary skip connection outside the mixture (DARTS-), its
+        weight a buffer (``aux_skip_weight``, 0 until set) that is no part of the state."""
+        self.register_buffer("aux_skip_weight", torch.zeros(()), persistent=False)
+
+    def aux_weight(self) -> Tensor | None:
+        """The auxiliary skip's weight, or None for a supernet without one."""
+        return self._buffers.get("aux_skip_weight")
+
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas]
 
@@ -125,8 +135,8 @@ class Supernet(nn.Module, ABC):
         """Logits (B, classes) for images (B, C, H, W)."""
 
     @abstractmethod
-    def genotype(self) -> Genotype:
-        """The cell the alphas select."""
+    def genotype(self, weights: Tensor | None = None) -> Genotype:
+        """The cell the mixing ``weights`` (edges, ops) select, by default the alphas'."""
 
     @abstractmethod
     def choice(self, genotype: Genotype) -> list[int]:
@@ -148,6 +158,11 @@ class CellSpace(ABC):
     name: ClassVar[str]
     ops: ClassVar[tuple[str, ...]]
     edges: ClassVar[tuple[str, ...]]
+    edge_groups: ClassVar[tuple[str, ...]]  # the cell type of each edge
+    cell_ops: ClassVar[tuple[str, ...]]  # the ops a derived cell may hold
+    # the alpha rows of each node whose inputs a cell keeps only ``kept_inputs`` of
+    node_inputs: ClassVar[tuple[tuple[int, ...], ...]] = ()
+    kept_inputs: ClassVar[int] = 0
     protocol: ClassVar[TrainSettings]
     datasets: ClassVar[dict[str, int]]
     network_description: ClassVar[str]
@@ -178,9 +193,10 @@ class CellSpace(ABC):
         """The supernet's depth setting in this space: cells per stage, or cells."""
 
     @abstractmethod
-    def supernet(self, settings: SpaceSettings, *, num_classes: int,
-                 in_channels: int) -> Supernet:
-        """A supernet of the given size, with uniform alphas and the default init."""
+    def supernet(self, settings: SpaceSettings, *, num_classes: int, in_channels: int,
+                 aux_skip: bool = False) -> Supernet:
+        """A supernet of the given size, with uniform alphas and the default init (and,
+        with ``aux_skip``, an auxiliary skip beside every mixed op: DARTS-)."""
 
     @abstractmethod
     def network(self, genotype: Genotype, settings: TrainSettings, *, num_classes: int,

@@ -63,6 +63,7 @@ def test_an_exposed_dashboard_needs_a_flag_and_is_read_only(
     root = str(study_file.parent)
     assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "1",
                      "--set", "search.epochs=1"]) == 0
+    capsys.readouterr()
     code, _, err = _run(capsys, "dashboard", "tiny", "--root", root, "--host", "0.0.0.0")
     assert _one_line_usage_error(code, err) and "--expose" in err
     with socket.socket() as probe:

@@ -38,11 +38,13 @@ def _outcomes(root: Path, names: list[str]) -> dict[str, list[tuple]]:
 
 
 def test_side_by_side_gives_what_one_after_another_gives(
-        tiny_config: StudyConfig, tmp_path: Path, threads: None, run_compare: Callable) -> None:
+        tiny_config: StudyConfig, tmp_path: Path, threads: None, run_compare: Callable,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     config = dataclasses.replace(
         tiny_config, search=dataclasses.replace(tiny_config.search, epochs=2),
         outer=dataclasses.replace(tiny_config.outer, n_trials=2))
     names = ["tiny-s3-darts", "tiny-s3-cmaes", "tiny-s4-darts", "tiny-s4-cmaes"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the thread count the studies keep
     torch.set_num_threads(1)
     alone = run_compare(config, root=tmp_path / "alone", out_dir=tmp_path / "out-alone",
                         device=CPU, seeds=2, only=["darts", "cmaes"])

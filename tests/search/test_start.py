@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 import torch
 
 from pipeline.search.start import StartSpace, apply_start
@@ -77,3 +78,23 @@ def test_gains_scale_only_their_family_and_alpha0_is_set() -> None:
     for w, w0 in zip(families["stem"], base_families["stem"], strict=True):
         assert torch.equal(w, w0)
     assert net.alphas[2, 4] == torch.tensor(0.7) and net.alphas.abs().sum() == torch.tensor(0.7)
+
+
+@pytest.mark.parametrize("space, dims", [("nb201", 5), ("darts", 16)])
+def test_an_op_start_space_has_one_logit_per_op_and_cell_type(space: str, dims: int) -> None:
+    from pipeline.config import StudyConfig, with_overrides
+    from pipeline.search import build_start_space
+
+    config = with_overrides(StudyConfig(name="s"), [f"space.name={space}",
+                                                     "start.alpha_space=op"])
+    start = build_start_space(config, steps_per_epoch=10)
+    alphas = [spec for spec in start.specs if spec.name.startswith("alpha:")]
+    assert len(alphas) == dims
+    generator = random.Random(0)
+    x = {spec.name: generator.uniform(spec.low, spec.high) for spec in start.specs}
+    point = start.decode(x)
+    for edge, group in zip(point.alpha0, start.rows, strict=True):
+        assert list(edge) == [x[f"alpha:{group}:{op}"] for op in start.ops]
+    assert start.encode(point) == x
+    centre = start.decode(start.centre())
+    assert not any(any(row) for row in centre.alpha0)  # plain DARTS' uniform start

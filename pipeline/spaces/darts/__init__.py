@@ -21,6 +21,13 @@ class DartsSpace(CellSpace):
     ops: ClassVar[tuple[str, ...]] = DARTS_OPS
     edges: ClassVar[tuple[str, ...]] = tuple(
         f"{cell}:{to}<-{src}" for cell in CELL_TYPES for to, src in darts_edges())
+    edge_groups: ClassVar[tuple[str, ...]] = tuple(
+        cell for cell in CELL_TYPES for _ in darts_edges())
+    cell_ops: ClassVar[tuple[str, ...]] = DARTS_OPS[1:]  # a derived cell holds no none
+    node_inputs: ClassVar[tuple[tuple[int, ...], ...]] = tuple(
+        tuple(offset + row for row, (to, _) in enumerate(darts_edges()) if to == node)
+        for offset in (0, EDGES_PER_CELL) for node in range(3, DARTS_STEPS + 2))
+    kept_inputs: ClassVar[int] = 2
     protocol: ClassVar[TrainSettings] = TrainSettings(
         epochs=600, batch_size=96, lr=0.025, weight_decay=3e-4, channels=36, cells=20,
         auxiliary_weight=0.4, drop_path=0.2, cutout=16)
@@ -40,10 +47,11 @@ class DartsSpace(CellSpace):
     def depth(self, settings: SpaceSettings) -> int:
         return settings.layers
 
-    def supernet(self, settings: SpaceSettings, *, num_classes: int,
-                 in_channels: int) -> DartsSupernet:
+    def supernet(self, settings: SpaceSettings, *, num_classes: int, in_channels: int,
+                 aux_skip: bool = False) -> DartsSupernet:
         return DartsSupernet(channels=settings.channels, layers=settings.layers,
-                             num_classes=num_classes, in_channels=in_channels)
+                             num_classes=num_classes, in_channels=in_channels,
+                             aux_skip=aux_skip)
 
     def network(self, genotype: Genotype, settings: TrainSettings, *, num_classes: int,
                 in_channels: int) -> nn.Module:

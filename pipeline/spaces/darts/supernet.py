@@ -30,7 +30,7 @@ def darts_edges() -> list[tuple[int, int]]:
 class DartsMixedOp(nn.Module):
     """The softmax-weighted sum of the DARTS ops on one edge (``none`` adds nothing)."""
 
-    def __init__(self, channels: int, stride: int) -> None:
+    def __init__(self, channels: int, stride: int, *, aux_skip: bool = False) -> None:
         super().__init__()
         self.ops = nn.ModuleDict()
         for name in OP_NAMES[1:]:
@@ -39,9 +39,16 @@ class DartsMixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             self.ops[name] = op
         self.stride = stride
+        # DARTS-' auxiliary skip: the input itself, or on a reducing edge a factorised
+        # reduction of it (with weights of its own, as DARTS- has)
+        self.aux_skip = (None if not aux_skip else nn.Identity() if stride == 1
+                         else FactorizedReduce(channels, channels, affine=False))
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:  # weights: (8,)
+    def forward(self, x: Tensor, weights: Tensor, aux: Tensor | None = None) -> Tensor:
+        """The mixture by ``weights`` (8,), plus ``aux`` times the auxiliary skip."""
         terms = [weights[i] * op(x) for i, op in enumerate(self.ops.values(), start=1)]
+        if aux is not None and self.aux_skip is not None:
+            terms.append(aux * self.aux_skip(x))
         total: Tensor = sum(terms[1:], terms[0])
         return total
 
@@ -56,7 +63,7 @@ class DartsSearchCell(nn.Module):
     """A cell of 4 intermediate nodes, each the sum of mixed ops on all earlier nodes."""
 
     def __init__(self, *, c_prev_prev: int, c_prev: int, channels: int, reduction: bool,
-                 reduction_prev: bool) -> None:
+                 reduction_prev: bool, aux_skip: bool = False) -> None:
         super().__init__()
         self.reduction = reduction
         self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=False)
@@ -64,12 +71,13 @@ class DartsSearchCell(nn.Module):
                             ReLUConvBN(c_prev_prev, channels, 1, affine=False))
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, affine=False)
         self.edges = nn.ModuleList(
-            DartsMixedOp(channels, 2 if reduction and src < 2 else 1)
+            DartsMixedOp(channels, 2 if reduction and src < 2 else 1, aux_skip=aux_skip)
             for _, src in darts_edges())
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor | None,
-                choice: Sequence[int] | None) -> Tensor:
-        """Mix by ``weights`` (14, 8), or run ``choice`` (an op per edge, -1: no edge)."""
+                choice: Sequence[int] | None, aux: Tensor | None = None) -> Tensor:
+        """Mix by ``weights`` (14, 8) (and auxiliary skips of weight ``aux``), or run
+        ``choice`` (an op per edge, -1: no edge)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for to in range(2, DARTS_STEPS + 2):
             total: Tensor | None = None
@@ -81,7 +89,7 @@ class DartsSearchCell(nn.Module):
                     out = edge.forward_op(states[src], choice[i])
                 else:
                     assert weights is not None
-                    out = edge(states[src], weights[i])
+                    out = edge(states[src], weights[i], aux)
                 total = out if total is None else total + out
             assert total is not None
             states.append(total)
@@ -93,7 +101,7 @@ class DartsSupernet(Supernet):
     thirds of the depth), pooling and a classifier."""
 
     def __init__(self, *, channels: int, layers: int, num_classes: int,
-                 in_channels: int) -> None:
+                 in_channels: int, aux_skip: bool = False) -> None:
         super().__init__()
         stem = 3 * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1, bias=False),
@@ -105,12 +113,15 @@ class DartsSupernet(Supernet):
             width *= 2 if reduction else 1
             self.cells.append(DartsSearchCell(c_prev_prev=c_prev_prev, c_prev=c_prev,
                                               channels=width, reduction=reduction,
-                                              reduction_prev=reduction_prev))
+                                              reduction_prev=reduction_prev,
+                                              aux_skip=aux_skip))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, DARTS_STEPS * width
         self.classifier = nn.Linear(c_prev, num_classes)
         self.op_names = OP_NAMES
         self.alphas = nn.Parameter(torch.zeros(2 * EDGES_PER_CELL, len(OP_NAMES)))
+        if aux_skip:
+            self.add_aux_skip()
 
     def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
                 weights: Tensor | None = None) -> Tensor:
@@ -123,7 +134,7 @@ class DartsSupernet(Supernet):
             rows = slice(EDGES_PER_CELL, None) if cell.reduction else slice(0, EDGES_PER_CELL)
             cell_weights = None if weights is None else weights[rows]
             cell_choice = None if choice is None else list(choice)[rows]
-            s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice)
+            s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice, self.aux_weight())
         logits: Tensor = self.classifier(s1.mean(dim=(2, 3)))
         return logits
 
@@ -139,10 +150,10 @@ class DartsSupernet(Supernet):
         families["classifier"] = [self.classifier.weight]
         return families
 
-    def genotype(self) -> DartsGenotype:
-        """Per node, the two strongest incoming edges (by their best non-``none`` weight),
-        each with its best non-``none`` op."""
-        weights = self.alpha_softmax().cpu()
+    def genotype(self, weights: Tensor | None = None) -> DartsGenotype:
+        """Per node, the two strongest incoming edges (by their best non-``none`` mixing
+        weight: the alphas' softmax, or ``weights``), each with its best non-``none`` op."""
+        weights = (self.alpha_softmax() if weights is None else weights.detach()).cpu()
         cells = [_derive(weights[:EDGES_PER_CELL]), _derive(weights[EDGES_PER_CELL:])]
         concat = tuple(range(2, DARTS_STEPS + 2))
         return DartsGenotype(normal=cells[0], normal_concat=concat, reduce=cells[1],

@@ -36,6 +36,8 @@ class NB201Space(CellSpace):
     name: ClassVar[str] = "nb201"
     ops: ClassVar[tuple[str, ...]] = NB201_OPS
     edges: ClassVar[tuple[str, ...]] = tuple(edge_name(edge) for edge in NB201_EDGES)
+    edge_groups: ClassVar[tuple[str, ...]] = ("cell",) * len(NB201_EDGES)
+    cell_ops: ClassVar[tuple[str, ...]] = NB201_OPS  # none can win an edge
     protocol: ClassVar[TrainSettings] = TrainSettings()
     datasets: ClassVar[dict[str, int]] = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
     network_description: ClassVar[str] = "NB201 evaluation network, C=16, N=5"
@@ -53,10 +55,11 @@ class NB201Space(CellSpace):
     def depth(self, settings: SpaceSettings) -> int:
         return settings.cells_per_stage
 
-    def supernet(self, settings: SpaceSettings, *, num_classes: int,
-                 in_channels: int) -> NB201Supernet:
+    def supernet(self, settings: SpaceSettings, *, num_classes: int, in_channels: int,
+                 aux_skip: bool = False) -> NB201Supernet:
         return NB201Supernet(channels=settings.channels, cells_per_stage=settings.cells_per_stage,
-                             num_classes=num_classes, in_channels=in_channels)
+                             num_classes=num_classes, in_channels=in_channels,
+                             aux_skip=aux_skip)
 
     def network(self, genotype: Genotype, settings: TrainSettings, *, num_classes: int,
                 in_channels: int) -> nn.Module:

@@ -91,9 +91,13 @@ class MixedOp(nn.Module):
         })
         self._indices = [self.op_names.index(name) for name in self.ops]
 
-    def forward(self, node: NodeInput, weights: Tensor) -> Tensor:  # weights: (n_ops,)
+    def forward(self, node: NodeInput, weights: Tensor, aux: Tensor | None = None) -> Tensor:
+        """The mixture by ``weights`` (n_ops,), plus ``aux`` times the edge's input when
+        there is an auxiliary skip."""
         terms = [weights[i] * op(node) for i, op in zip(self._indices, self.ops.values(),
                                                         strict=True)]
+        if aux is not None:
+            terms.append(aux * node.x)
         total: Tensor = sum(terms[1:], terms[0])
         return total
 
@@ -112,8 +116,9 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedOp(channels, op_names) for _ in NB201_EDGES)
 
     def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
-                weights: Tensor | None = None) -> Tensor:
-        """Mix every op by ``weights`` (edges, ops), or run one op per edge (``choice``)."""
+                weights: Tensor | None = None, aux: Tensor | None = None) -> Tensor:
+        """Mix every op by ``weights`` (edges, ops) (and an auxiliary skip of weight
+        ``aux``), or run one op per edge (``choice``)."""
         nodes = [NodeInput(x)]
         for to in range(1, NB201_NODES):
             total: Tensor | None = None
@@ -125,7 +130,7 @@ class SearchCell(nn.Module):
                     out = edge.forward_op(nodes[src], choice[i])
                 else:
                     assert weights is not None
-                    out = edge(nodes[src], weights[i])
+                    out = edge(nodes[src], weights[i], aux)
                 total = out if total is None else total + out
             assert total is not None
             nodes.append(NodeInput(total))
@@ -139,12 +144,15 @@ class NB201Supernet(NB201Skeleton, Supernet):
     """
 
     def __init__(self, *, channels: int, cells_per_stage: int, num_classes: int,
-                 in_channels: int, op_names: Sequence[str] = NB201_OPS) -> None:
+                 in_channels: int, op_names: Sequence[str] = NB201_OPS,
+                 aux_skip: bool = False) -> None:
         super().__init__(lambda width: SearchCell(width, op_names), channels=channels,
                          cells_per_stage=cells_per_stage, num_classes=num_classes,
                          in_channels=in_channels)
         self.op_names = tuple(op_names)
         self.alphas = nn.Parameter(torch.zeros(len(NB201_EDGES), len(op_names)))
+        if aux_skip:
+            self.add_aux_skip()
 
     def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
                 weights: Tensor | None = None) -> Tensor:
@@ -154,7 +162,8 @@ class NB201Supernet(NB201Skeleton, Supernet):
             weights = F.softmax(self.alphas, dim=-1)
         x = self.stem(x)
         for layer in self.layers:
-            x = layer(x) if isinstance(layer, ResNetBlock) else layer(x, choice, weights=weights)
+            x = (layer(x) if isinstance(layer, ResNetBlock)
+                 else layer(x, choice, weights=weights, aux=self.aux_weight()))
         logits: Tensor = self.classifier(self.head(x))
         return logits
 
@@ -163,7 +172,8 @@ class NB201Supernet(NB201Skeleton, Supernet):
         assert isinstance(genotype, NB201Genotype)
         return list(genotype.indices)
 
-    def genotype(self) -> NB201Genotype:
-        """The cell the alphas select: the argmax op on each edge (``none`` can win)."""
-        indices = self.alphas.detach().argmax(dim=-1).tolist()
+    def genotype(self, weights: Tensor | None = None) -> NB201Genotype:
+        """The cell the alphas (or mixing ``weights``) select: the argmax op on each edge
+        (``none`` can win)."""
+        indices = (self.alphas if weights is None else weights).detach().argmax(dim=-1).tolist()
         return NB201Genotype(tuple(self.op_names[i] for i in indices))
