@@ -36,6 +36,12 @@ class Compare:
         parser.add_argument("--methods", nargs="+", metavar="METHOD",
                             help="run only these of darts, random and cmaes (or the study's "
                             "sampler in a two-objective comparison)")
+        parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                            help="compare each of these inner searches (darts, darts-minus, "
+                            "beta-darts, drnas, sdarts-rs): studies NAME-VARIANT-sSEED-METHOD")
+        parser.add_argument("--picks", help="also write each pick into this CSV (rows of "
+                            "the same setting and runs are replaced)")
+        parser.add_argument("--setting", help="the picks' setting name (default: the study's)")
         parser.add_argument("--jobs", type=whole_number(1), default=1, metavar="N",
                             help="run N of the method-and-seed studies side by side, each in "
                             "its own process with 1/N of the CPU threads (default 1)")
@@ -43,27 +49,36 @@ class Compare:
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.config import load
         from pipeline.outer import method_studies, run_methods
-        from pipeline.results.compare import compare_studies
+        from pipeline.outer.methods import variant_config
+        from pipeline.results.compare import combine, compare_studies, record_picks
         from pipeline.results.dashboard import DashboardPublisher
         from pipeline.results.ground_truth import check_scored, load_table
         from pipeline.spaces import get_space
 
         config = load(args.study, args.set)
         signal.signal(signal.SIGTERM, raise_terminated)
+        configs = ([variant_config(config, name) for name in args.variants] if args.variants
+                   else [config])
         table = None
         if args.nb201_table:  # a bad table stops the comparison before any search
             check_scored(get_space(config.space.name))
             table = load_table(args.nb201_table)
         device, progress = pick_device(args.device), show_progress(args)
-        studies = method_studies(config, seeds=args.seeds, only=args.methods)
-        run_methods(studies, root=args.root, device=device, storage=args.storage,
-                    jobs=args.jobs, population=args.population, progress=progress,
+        studies = {c.name: method_studies(c, seeds=args.seeds, only=args.methods)
+                   for c in configs}
+        run_methods([s for runs in studies.values() for s in runs], root=args.root,
+                    device=device, storage=args.storage, jobs=args.jobs,
+                    population=args.population, progress=progress,
                     publisher=DashboardPublisher())
         out_dir = Path(args.out) / config.name
-        frame = compare_studies(config, studies, root=args.root, out_dir=out_dir,
-                                storage=args.storage, table=table,
-                                retrain_epochs=args.retrain_epochs, device=device,
-                                progress=progress, images=args.images)
+        frames = [compare_studies(c, studies[c.name], root=args.root,
+                                  out_dir=Path(args.out) / c.name, storage=args.storage,
+                                  table=table, retrain_epochs=args.retrain_epochs,
+                                  device=device, progress=progress, images=args.images)
+                  for c in configs]
+        frame = combine(frames, out_dir, config.name) if len(frames) > 1 else frames[0]
+        if args.picks:
+            record_picks(frame, Path(args.picks), args.setting or config.name)
         _print_tables(frame, seeds=args.seeds)
         print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
         print(f"figure         {out_dir / 'compare.html'}")
@@ -73,7 +88,7 @@ class Compare:
 
 
 # What a reader needs first of each method's pick; compare.csv keeps every column.
-SHOWN = {"best_value": "objective", "best_cifar10_test": "CIFAR-10 (table)",
+SHOWN = {"best_value": "objective", "cut_off": "cut off", "best_cifar10_test": "CIFAR-10 (table)",
          "max_cifar10_test": "best of its cells", "retrain_test_acc": "retrained",
          "params_M": "params (M)", "skip_share": "skip", "none_share": "none",
          "trials": "trials", "epochs": "epochs"}
@@ -87,10 +102,12 @@ def _print_tables(frame: object, *, seeds: int) -> None:
     assert isinstance(frame, pd.DataFrame)
     columns = {k: v for k, v in SHOWN.items() if k in frame}
     with pd.option_context("display.width", 200, "display.float_format", "{:.2f}".format):
-        print(frame.set_index(["method", "seed"])[list(columns)].rename(columns=columns)
-              .to_string())
+        keys = [k for k in ("variant", "method", "seed") if k in frame and (
+            k != "variant" or frame[k].nunique() > 1)]
+        print(frame.set_index(keys)[list(columns)].rename(columns=columns).to_string())
         if seeds > 1:
-            summary = summarise(frame).set_index("method")
+            summary = summarise(frame).set_index(
+                [k for k in ("variant", "start_space", "method") if k in frame])
             means = {f"mean_{k}": v for k, v in columns.items() if f"mean_{k}" in summary}
             print("\nmean over seeds:")
             print(summary[list(means)].rename(columns=means).to_string())

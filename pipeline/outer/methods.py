@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import ConfigError, StudyConfig
+from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.outer.objective import Publisher
 from pipeline.outer.parallel import run_side_by_side
 from pipeline.outer.study import run_study
@@ -43,6 +43,18 @@ def method_config(config: StudyConfig, method: str, seed: int | None = None) -> 
                                 n_trials=epochs)  # the epochs bind first
     return dataclasses.replace(config, name=f"{config.name}-s{seed}-{method}", seed=seed,
                                outer=outer)
+
+
+def variant_config(config: StudyConfig, variant: str) -> StudyConfig:
+    """The study file's config with another inner search: ``search.variant = variant``,
+    named ``NAME-VARIANT`` (plain DARTS keeps ``NAME``, so that earlier comparisons'
+    studies are found).
+
+    Raises:
+        ConfigError: no such variant, or one the study's other settings refuse.
+    """
+    name = config.name if variant == "darts" else f"{config.name}-{variant}"
+    return with_overrides(dataclasses.replace(config, name=name), [f"search.variant={variant}"])
 
 
 def method_studies(config: StudyConfig, *, seeds: int = 1,

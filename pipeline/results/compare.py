@@ -23,9 +23,10 @@ from pipeline.results.ground_truth import lookup
 from pipeline.results.report import page_html
 from pipeline.results.retrain import retrain_cell
 from pipeline.results.tables import markdown_tables
+from pipeline.search.build import describe, search_epochs
 from pipeline.spaces import parse_genotype
 
-SUMMARY_COLUMNS = ("best_value", "best_cifar10_test", "best_cifar100_test",
+SUMMARY_COLUMNS = ("cut_off", "best_value", "best_cifar10_test", "best_cifar100_test",
                    "best_imagenet16_test", "params_M", "skip_share", "pool_share",
                    "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
                    "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
@@ -45,6 +46,7 @@ def method_row(method: str, seed: int, trials: list[Any],
     values = [t.values[0] for t in complete]
     attrs = best.user_attrs
     front = front_trials(trials)
+    row["cut_off"] = sum(not parse_genotype(t.user_attrs["cell"]).connected for t in complete)
     row.update(best_trial=best.number, best_value=best.values[0], cell=attrs["cell"],
                params_M=attrs["eval_params_M"], skip_share=attrs["skip_share"],
                pool_share=attrs["pool_share"], none_share=attrs["none_share"],
@@ -66,6 +68,58 @@ def method_row(method: str, seed: int, trials: list[Any],
     return row
 
 
+PICK_COLUMNS = {"variant": "variant", "start_space": "start_space", "method": "method",
+                "seed": "seed", "cell": "cell", "params_M": "params", "best_value": "objective",
+                "best_cifar10_test": "cifar10", "best_cifar100_test": "cifar100",
+                "best_imagenet16_test": "imagenet16", "max_cifar10_test": "best_of_its_cells",
+                "cut_off": "cut_off", "epochs": "epochs"}
+PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]
+
+
+def record_picks(frame: pd.DataFrame, path: Path, setting: str) -> pd.DataFrame:
+    """Write each method's pick (a row per variant, start space, method and seed) into the
+    CSV at ``path`` under ``setting``, in place of that setting's earlier rows for the same
+    runs; returns the whole table."""
+    picks = frame[[c for c in PICK_COLUMNS if c in frame]].rename(columns=PICK_COLUMNS)
+    picks.insert(0, "setting", setting)
+    if path.exists():
+        earlier = pd.read_csv(path)
+        keys = set(map(tuple, picks[PICK_KEY].astype(str).to_numpy()))
+        kept = earlier[[tuple(row) not in keys
+                        for row in earlier[PICK_KEY].astype(str).to_numpy()]]
+        picks = pd.concat([kept, picks], ignore_index=True)
+    picks = picks.sort_values(PICK_KEY, kind="stable", ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picks.to_csv(path, index=False)
+    return picks
+
+
+def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str) -> pd.DataFrame:
+    """Several variants' comparisons side by side: ``compare.csv``, ``summary.csv`` and
+    ``compare.md`` with a row per variant, start space, method and seed."""
+    frame = pd.concat(frames, ignore_index=True)
+    summary = summarise(frame)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / "compare.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    empty = pd.DataFrame()
+    (out_dir / "compare.md").write_text(
+        f"Study `{name}`, variants {', '.join(frame['variant'].unique())}.\n\n"
+        + markdown_tables(frame, summary, empty, empty, empty), encoding="utf-8")
+    return frame
+
+
+def extra_epochs(config: StudyConfig, trials: Sequence[Any]) -> dict[str, int]:
+    """Epochs a method spent beside its searches' own: fine-tuning between perturbation
+    selection's decisions (counted in its budget) and training each cell for the
+    ``trained`` objective (not counted)."""
+    done = [t for t in trials if counted(t)]
+    tuning = sum(max(0, int(t.user_attrs.get("epochs_run", 0)) - config.search.epochs)
+                 for t in done)
+    trained = sum(t.user_attrs.get("trained_acc") is not None for t in done)
+    return {"tuning_epochs": tuning, "training_epochs": trained * config.search.train_epochs}
+
+
 def hypervolume(points: Sequence[tuple[float, float]], max_params: float) -> float:
     """The area of (accuracy, parameters) space that a set of points dominates, from
     accuracy 0 and parameters ``max_params``, divided by ``max_params``: the best accuracy
@@ -83,12 +137,13 @@ def hypervolume(points: Sequence[tuple[float, float]], max_params: float) -> flo
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per method: the mean and standard deviation over study seeds of each
-    seed's best-trial figures."""
+    """One row per variant and method: the mean and standard deviation over study seeds of
+    each seed's best-trial figures."""
     columns = [c for c in SUMMARY_COLUMNS if c in frame]
-    grouped = frame.groupby("method", sort=False)[columns]
+    keys = [key for key in ("variant", "start_space", "method") if key in frame]
+    grouped = frame.groupby(keys, sort=False)[columns]
     summary = grouped.mean().add_prefix("mean_").join(grouped.std(ddof=1).add_prefix("std_"))
-    summary.insert(0, "seeds", frame.groupby("method", sort=False).size())
+    summary.insert(0, "seeds", frame.groupby(keys, sort=False).size())
     return summary.reset_index()
 
 
@@ -210,7 +265,9 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
         method, seed = study.method, study.seed
         trials = load_study(study.config.name, root=root, storage=storage).get_trials(
             deepcopy=False)
-        row = method_row(method, seed, trials, table)
+        row = {"variant": config.search.variant, "start_space": config.start.alpha_space,
+               **method_row(method, seed, trials, table),
+               **extra_epochs(study.config, trials)}
         if retrain_epochs and "cell" in row:
             checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
             row["retrain_test_acc"] = retrain_cell(
@@ -244,7 +301,7 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
     curve = pd.DataFrame()
     if not picks.empty:
         picks.to_csv(out_dir / "incumbents.csv", index=False)
-        curve = incumbent_curve(picks, config.search.epochs, budget)
+        curve = incumbent_curve(picks, search_epochs(config), budget)
         sections.append(("The methods' picks as their budget is spent",
                          figures.incumbent_figure(curve)))
     agreement = objective_agreement(scored) if not scored.empty else pd.DataFrame()
@@ -255,12 +312,13 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
         sections.append(("The cells' table score after each epoch",
                          figures.epoch_score_figure(epochs)))
     seeds = ", ".join(map(str, frame["seed"].unique()))
-    settings = [("study", config.name), ("seeds", seeds),
+    settings = [("study", config.name), ("variant", describe(config)), ("seeds", seeds),
                 ("epoch budget per method and seed", str(budget))]
     (out_dir / "compare.html").write_text(page_html(f"compare {config.name}", settings,
                                                     sections), encoding="utf-8")
     (out_dir / "compare.md").write_text(
-        f"Study `{config.name}`; seeds {seeds}; {budget} inner epochs per method and seed.\n\n"
+        f"Study `{config.name}`; {describe(config)}; seeds {seeds}; {budget} inner epochs "
+        "per method and seed.\n\n"
         + markdown_tables(frame, summary, epochs, agreement, curve), encoding="utf-8")
     if images:  # last: the tables are written even where images cannot be
         figures.write_images(sections, out_dir)

@@ -20,8 +20,10 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.config import from_dict, with_defaults
 from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
 from pipeline.results import figures
+from pipeline.search.build import describe
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, s
     pick = [("space", "space"), ("data", "data"), ("search", "search"), ("start", "start"),
             ("outer", "outer")]
     rows = [("study", study.study_name), ("seed", str(config.get("seed", "?")))]
+    if config:
+        rows.append(("inner search", describe(from_dict(with_defaults(config)))))
     rows += [(label, json.dumps(config.get(key, {}))) for label, key in pick]
     counts = frame["state"].value_counts().to_dict()
     rows.append(("trials", ", ".join(f"{n} {state.lower()}" for state, n in counts.items())))

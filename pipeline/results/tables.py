@@ -10,7 +10,8 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
     """The comparison as markdown: a row per method and seed, the mean and spread over
     seeds, each method's pick at four points of its budget, and (with a table) how well
     each objective ranks the cells and the cells' mean table score after each epoch."""
-    per_seed = [("method", "method", "{}"), ("seed", "seed", "{}"),
+    per_seed = [("variant", "variant", "{}"), ("start_space", "start", "{}"),
+                ("method", "method", "{}"), ("seed", "seed", "{}"),
                 ("best_value", "objective", "{:.2f}"), ("cell", "cell", "{}"),
                 ("params_M", "params (M)", "{:.3f}"), ("skip_share", "skip", "{:.2f}"),
                 ("pool_share", "pool", "{:.2f}"), ("none_share", "none", "{:.2f}"),
@@ -19,17 +20,19 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
                 ("best_imagenet16_test", "ImageNet16", "{:.2f}"),
                 ("mean_cifar10_test", "CIFAR-10, all its cells", "{:.2f}"),
                 ("max_cifar10_test", "CIFAR-10, best of its cells", "{:.2f}"),
-                ("trials", "trials", "{}"), ("epochs", "epochs", "{}")]
+                ("cut_off", "cut off by none", "{}"), ("trials", "trials", "{}"),
+                ("epochs", "epochs", "{}"), ("tuning_epochs", "of them tuning", "{}")]
     text = "Best trial of each method and seed (by its own validation objective), scored " \
         "by the table:\n\n" + _markdown(frame, per_seed)
-    spread = [("method", "method", "{}"), ("seeds", "seeds", "{}")] + [
+    spread = [("variant", "variant", "{}"), ("start_space", "start", "{}"),
+              ("method", "method", "{}"), ("seeds", "seeds", "{}")] + [
         (f"{stat}_{column}", f"{label} {stat}", "{:.2f}" if column != "params_M" else "{:.3f}")
         for column, label in (("best_value", "objective"), ("best_cifar10_test", "CIFAR-10"),
                               ("best_cifar100_test", "CIFAR-100"),
                               ("best_imagenet16_test", "ImageNet16"),
                               ("max_cifar10_test", "CIFAR-10, best of its cells"),
                               ("params_M", "params (M)"), ("skip_share", "skip"),
-                              ("none_share", "none"))
+                              ("none_share", "none"), ("cut_off", "cut off"))
         for stat in ("mean", "std")]
     text += "\nMean and standard deviation over seeds:\n\n" + _markdown(summary, spread)
     if not curve.empty:

@@ -61,6 +61,20 @@ def search_epochs(config: StudyConfig) -> int:
     return config.search.epochs + extra
 
 
+def describe(config: StudyConfig) -> str:
+    """The inner search in words: its variant with its schedule, its selection, its start
+    space."""
+    search = config.search
+    parts = [variant(config).describe()]
+    if search.selection == "perturbation":
+        parts.append(f"perturbation selection ({search.selection_tune_epochs} epochs of "
+                     "fine-tuning between decisions)")
+    if search.arch_lr == 0:
+        parts.append("alphas fixed at their start")
+    parts.append(f"start space {config.start.alpha_space}")
+    return ", ".join(parts)
+
+
 def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, seed: int,
                  init_seed: int, device: torch.device) -> DartsSearch:
     """A supernet initialised from ``init_seed``, moved to ``start``, ready to search."""

@@ -77,7 +77,7 @@ class WeightSettings:
                                weight_decay=self.weight_decay)
 
 
-# long: one search's state, its loop, its measuring and its checkpoint state belong together
+# long: one search's state, loop, variant seams, selection, measuring and checkpointed state
 class DartsSearch:
     """DARTS' alternating architecture and weight steps on one supernet.
 

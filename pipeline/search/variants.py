@@ -38,6 +38,10 @@ class Darts:
     # whether a stacked population can run it (its weights computed outside ``vmap``)
     stackable: ClassVar[bool] = True
 
+    def describe(self) -> str:
+        """The variant and its schedule, in words."""
+        return "plain DARTS"
+
     def edge_weights(self, alphas: Tensor) -> Tensor | None:
         """The mixing weights (..., edges, ops) of an architecture step; None: the
         supernet's own softmax of its alphas."""
@@ -72,6 +76,9 @@ class DartsMinus(Darts):
     name: ClassVar[str] = "darts-minus"
     beta: float = 1.0
 
+    def describe(self) -> str:
+        return f"DARTS- (auxiliary skip, beta {self.beta:g} falling to 0 over the search)"
+
     def aux_skip(self, t: float) -> float:
         return self.beta * (1.0 - t)
 
@@ -85,6 +92,9 @@ class BetaDarts(Darts):
 
     name: ClassVar[str] = "beta-darts"
     weight: float = 50.0
+
+    def describe(self) -> str:
+        return f"beta-DARTS (Beta-Decay, lambda rising from 0 to {self.weight:g})"
 
     def arch_penalty(self, alphas: Tensor, t: float) -> Tensor | None:
         return self.weight * t * torch.logsumexp(alphas, dim=-1).mean(dim=-1)
@@ -102,6 +112,10 @@ class DrNAS(Darts):
     random: ClassVar[bool] = True
     stackable: ClassVar[bool] = False
     kl_weight: float = 0.0
+
+    def describe(self) -> str:
+        regulariser = f"KL weight {self.kl_weight:g}" if self.kl_weight else "L2"
+        return f"DrNAS (Dirichlet(elu(alpha) + 1) samples, {regulariser})"
 
     def edge_weights(self, alphas: Tensor) -> Tensor | None:
         return torch.distributions.Dirichlet(_concentration(alphas)).rsample()
@@ -135,6 +149,9 @@ class SdartsRS(Darts):
     stackable: ClassVar[bool] = False
     low: float = 0.03
     high: float = 0.3
+
+    def describe(self) -> str:
+        return f"SDARTS-RS (uniform noise, epsilon {self.low:g} rising to {self.high:g})"
 
     def epsilon(self, t: float) -> float:
         return self.low + (self.high - self.low) * t

@@ -216,3 +216,33 @@ def test_the_pick_follows_the_trials_in_the_order_they_finished() -> None:
     # epoch 3: only seed 1 has a pick; epoch 6 on: both seeds (80, then 70 and 90 for seed 0)
     assert curve["best_cifar10_test"].tolist() == [80.0, 80.0, 75.0, 85.0]
     assert curve["best_value"].tolist() == [40.0, 40.0, 41.0, 42.5]
+
+
+def test_compare_runs_each_variant_and_records_its_picks(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import cli
+
+    root, picks = study_file.parent, tmp_path / "picks.csv"
+    args = ["compare", str(study_file), "--root", str(root), "--out", str(tmp_path / "out"),
+            "--variants", "darts", "beta-darts", "--methods", "darts", "cmaes",
+            "--set", "search.epochs=1", "--set", "outer.n_trials=2",
+            "--picks", str(picks), "--setting", "tiny digits", "-q"]
+    assert cli.main(args) == 0
+    studies = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert studies == ["tiny-beta-darts-s3-cmaes", "tiny-beta-darts-s3-darts",
+                       "tiny-s3-cmaes", "tiny-s3-darts"]  # plain DARTS keeps its old names
+    combined = pd.read_csv(tmp_path / "out" / "tiny" / "compare.csv")
+    assert sorted(zip(combined["variant"], combined["method"], strict=True)) == [
+        ("beta-darts", "cmaes"), ("beta-darts", "darts"), ("darts", "cmaes"), ("darts", "darts")]
+    assert (combined["cut_off"] >= 0).all() and (combined["start_space"] == "edge-op").all()
+    assert (tmp_path / "out" / "tiny-beta-darts" / "compare.html").exists()
+    assert "beta-DARTS (Beta-Decay" in (tmp_path / "out" / "tiny-beta-darts" /
+                                         "compare.md").read_text()
+    written = pd.read_csv(picks)
+    assert len(written) == 4 and set(written["setting"]) == {"tiny digits"}
+    assert {"setting", "variant", "method", "seed", "cell", "params", "objective"} <= set(
+        written.columns)
+    capsys.readouterr()
+    assert cli.main([*args[:-5], "--picks", str(picks), "--setting", "other", "-q"]) == 0
+    assert cli.main(args) == 0  # the same runs again: their rows are replaced, not added
+    assert sorted(pd.read_csv(picks)["setting"]) == ["other"] * 4 + ["tiny digits"] * 4
