@@ -233,3 +233,12 @@ def test_best_and_front_trials(trials: list) -> None:
     assert accuracy_of(two) == 95.0
     assert [t.number for t in front_trials([*trials, two])] == [5]
     assert best_trial([trials[1], trials[2]]) is None and front_trials([]) == []
+
+
+def test_the_dashboard_note_sums_up_the_pick_beside_plain_darts(trials: list) -> None:
+    from pipeline.results.dashboard import study_note
+
+    note = study_note(trials)
+    best = best_trial(trials)
+    assert best is not None and f"**the pick: trial {best.number}**" in note
+    assert best.user_attrs["cell"] in note and "complete" in note.splitlines()[0]

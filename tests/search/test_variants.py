@@ -219,3 +219,12 @@ def test_fixed_alphas_stay_at_their_start(tiny_config: StudyConfig) -> None:
     assert torch.equal(search.net.alphas.detach(), start)  # DARTS-PT's fixed-alpha baseline
     assert search.epoch == tiny_config.search.epochs  # no tuning: decided at once
     assert search.selection is not None and search.selection.finished
+
+
+@pytest.mark.parametrize("name", ["darts-minus", "beta-darts", "sdarts-rs"])
+def test_second_order_runs_for_the_variants_that_define_it(tiny_config: StudyConfig,
+                                                           name: str) -> None:
+    search = _search(tiny_config, variant=name, order=2, epochs=1)
+    start = search.net.alphas.detach().clone()
+    record = search.run_epoch()
+    assert 0 <= record.valid_acc <= 100 and not torch.equal(search.net.alphas.detach(), start)
