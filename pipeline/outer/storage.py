@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_ATTEMPTS = 5
 # A URL's password: from the ':' after its user name to the last '@' before a blank or a
-# quote, so that a password holding '/', ':' or an unencoded '@' is hidden whole.
+# quote, so that a password holding '/', ':' or an unencoded '@' is hidden whole. (Not
+# SQLAlchemy's make_url(...).render_as_string(hide_password=True): it splits an unencoded
+# '@' at the first one and shows the rest, and it keeps ?password=... as it is.)
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/'\"]*):([^\s'\"]*)@")
 _NAMED_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)=([^\s&'\"]*)")
 

@@ -1,4 +1,4 @@
-"""Plotly figures of a study, built from the frames of ``pipeline.report``."""
+"""Plotly figures of a study, built from the frames of ``pipeline.results.report``."""
 
 from __future__ import annotations
 

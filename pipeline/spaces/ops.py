@@ -1,4 +1,5 @@
-"""Candidate operations of the NAS-Bench-201 space, and its ResNet reduction block."""
+"""Candidate operations of both cell spaces (NAS-Bench-201's and DARTS'), and NAS-Bench-201's
+ResNet reduction block."""
 
 from __future__ import annotations
 
