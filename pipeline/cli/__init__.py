@@ -5,6 +5,7 @@ the device. Each command is one class in its own module (its options and its act
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with logging_redirect_tqdm():
             return COMMANDS[args.command].run(args)
+    except BrokenPipeError:  # the reader of the output left (| head): nothing was lost
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (Exception, KeyboardInterrupt) as error:
         outcome = _outcome(error)
         if outcome is None:
@@ -112,8 +116,12 @@ def _outcome(error: BaseException) -> tuple[int, str] | None:
                   | PopulationError | ImageExportError):
         return EXIT_USAGE, f"error: {error}"
     if isinstance(error, optuna.exceptions.StorageInternalError | sqlalchemy.exc.DatabaseError):
-        return EXIT_USAGE, (f"error: the study's storage failed: {_root_cause(error)} (a "
-                            "damaged database? restore a copy, or move it away to start afresh)")
+        cause = _root_cause(error)
+        if "full" in cause:  # SQLite's "database or disk is full": the trial resumes later
+            return EXIT_FAILURE, (f"the study's storage failed: {cause}; once there is room, "
+                                  "run the same command again to resume")
+        return EXIT_USAGE, (f"error: the study's storage failed: {cause} (a damaged "
+                            "database? restore a copy, or move it away to start afresh)")
     if isinstance(error, KeyboardInterrupt):
         code = EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
         return code, "interrupted; run the same command again to resume"

@@ -251,3 +251,20 @@ def test_any_number_in_any_field_or_option_exits_0_or_2(
         assert code in (0, 2) and "Traceback" not in err, (args, err)
         if code == 2:
             assert [p.name for p in root.iterdir()] == ["tiny.toml"], args
+
+
+def test_a_full_disk_under_the_database_says_the_study_resumes(
+        study_file: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import pipeline.outer
+
+    def full(*args: object, **kwargs: object) -> None:
+        try:
+            raise OSError("database or disk is full")
+        except OSError as cause:
+            raise optuna.exceptions.StorageInternalError("commit failed") from cause
+
+    monkeypatch.setattr(pipeline.outer, "run_study", full)
+    code, _, err = _run(capsys, "search", str(study_file), "--root", str(study_file.parent))
+    assert code == 1 and "database or disk is full; once there is room" in err
+    assert err.count("\n") == 1
