@@ -20,8 +20,12 @@ VARIANTS = ["darts-minus", "beta-darts", "drnas", "sdarts-rs"]
 
 
 def _with(config: StudyConfig, **search: object) -> StudyConfig:
+    """The tiny study with an inner search's settings, two trials and the median pruner
+    (after one trial, from the first epoch)."""
     return dataclasses.replace(config, search=dataclasses.replace(config.search, **search),
-                               outer=dataclasses.replace(config.outer, n_trials=2))
+                               outer=dataclasses.replace(config.outer, n_trials=2,
+                                                         pruner="median", startup_trials=1,
+                                                         warmup_epochs=0))
 
 
 @pytest.mark.parametrize("variant, objective", [
@@ -33,7 +37,8 @@ def test_a_study_of_each_variant_runs_end_to_end(tiny_config: StudyConfig, tmp_p
                    train_epochs=1)
     summary = run_study(config, root=tmp_path, device=CPU)
     trials = load_study("tiny", root=tmp_path).get_trials()
-    assert summary.finished == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert summary.finished == 2 and trials[0].state == TrialState.COMPLETE
+    assert trials[1].state in (TrialState.COMPLETE, TrialState.PRUNED)  # the pruner may stop it
     stored = trials[0].user_attrs
     assert len(stored["alpha_softmax"]) == 6 and stored["epochs_run"] == 2
 
@@ -42,7 +47,7 @@ def test_a_perturbation_selection_study_counts_its_tuning_in_the_budget(
         tiny_config: StudyConfig, tmp_path: Path) -> None:
     config = _with(tiny_config, selection="perturbation", selection_tune_epochs=1, epochs=2)
     config = dataclasses.replace(config, outer=dataclasses.replace(
-        config.outer, n_trials=4, epoch_budget=14))
+        config.outer, n_trials=4, epoch_budget=14, pruner="none"))
     summary = run_study(config, root=tmp_path, device=CPU)
     trials = load_study("tiny", root=tmp_path).get_trials()
     assert [t.user_attrs["epochs_run"] for t in trials] == [7, 7]  # 2 searched, 5 tuning
