@@ -87,16 +87,24 @@ class Bench:
 def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> list[Any]:
     """A record per variant, order, memory format, mode and population size asked for."""
     from pipeline.bench import in_fresh_process, measure_iteration
-    from pipeline.config import with_overrides
+    from pipeline.config import FIRST_ORDER_ONLY, ConfigError, with_overrides
 
-    variants = [with_overrides(config, [f"search.variant={name}"])
-                for name in args.variant or [config.search.variant]]
+    pairs = [(with_overrides(config, [f"search.variant={name}"]), order)
+             for name in args.variant or [config.search.variant] for order in args.order]
+    runnable = [(timed, order) for timed, order in pairs
+                if order == 1 or timed.search.variant not in FIRST_ORDER_ONLY]
+    if not runnable:
+        raise ConfigError(f"--order 2 cannot time {', '.join(FIRST_ORDER_ONLY)} (first order "
+                          "only): add --order 1")
+    for name in sorted({timed.search.variant for timed, _ in pairs} & set(FIRST_ORDER_ONLY)):
+        if 2 in args.order:
+            print(f"{name}: first order only, its second order is not timed")
     return [in_fresh_process(measure_iteration, config=timed, order=order, device=device,
                              warmup=args.warmup, iterations=args.iterations,
                              population=population,
                              channels_last=memory_format == "channels_last",
                              compiled=mode == "compiled")
-            for timed in variants for order in args.order
+            for timed, order in runnable
             for memory_format in args.memory_format for mode in args.mode
             for population in args.population]
 

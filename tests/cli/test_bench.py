@@ -77,3 +77,19 @@ def test_bench_command_writes_json_from_a_fresh_process(
     assert "median ms" in capsys.readouterr().out
     assert cli.main(["bench", "--order", "2", "--population", "2"]) == 2
     assert cli.main(["bench", "--order", "1", "--population", "2", "--mode", "compiled"]) == 2
+
+
+def test_bench_times_each_variant_in_the_orders_it_has(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "--variant", "beta-darts", "drnas", "--set", "space.channels=4",
+                     "--set", "space.cells_per_stage=1", "--set", "search.batch_size=8",
+                     "--iterations", "1", "--warmup", "0", "--device", "cpu",
+                     "--json", str(out)])
+    assert code == 0
+    assert [(r["variant"], r["order"]) for r in json.loads(out.read_text())] == [
+        ("beta-darts", 1), ("beta-darts", 2), ("drnas", 1)]
+    assert "drnas: first order only" in capsys.readouterr().out
+    assert cli.main(["bench", "--variant", "drnas", "--order", "2"]) == 2
+    assert ("--order 2 cannot time drnas (first order only): add --order 1"
+            in capsys.readouterr().err)
