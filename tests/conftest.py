@@ -11,7 +11,8 @@ import platform
 # amplify that into other cells.
 if platform.machine() in ("x86_64", "AMD64"):
     os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,18 @@ TINY = {
     "start": {"directions": 2},
     "outer": {"n_trials": 3, "popsize": 4, "pruner": "none"},
 }
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Put back the levels that a command's logging setup gave the root and progress loggers
+    (``main`` sets them for the whole process), so that a ``--quiet`` command in one test
+    does not hide the warnings that a later test reads from ``caplog``."""
+    root, progress = logging.getLogger(), logging.getLogger("pipeline.progress")
+    levels = root.level, progress.level
+    yield
+    root.setLevel(levels[0])
+    progress.setLevel(levels[1])
 
 
 @pytest.fixture
