@@ -76,7 +76,8 @@ class Compare:
                                   table=table, retrain_epochs=args.retrain_epochs,
                                   device=device, progress=progress, images=args.images)
                   for c in configs]
-        frame = combine(frames, out_dir, config.name) if len(frames) > 1 else frames[0]
+        frame = (combine(frames, out_dir, config.name, images=args.images) if len(frames) > 1
+                 else frames[0])
         if args.picks:
             record_picks(frame, Path(args.picks), args.setting or config.name)
         _print_tables(frame, seeds=args.seeds)

@@ -94,18 +94,31 @@ def record_picks(frame: pd.DataFrame, path: Path, setting: str) -> pd.DataFrame:
     return picks
 
 
-def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str) -> pd.DataFrame:
+def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str, *,
+            images: bool = False) -> pd.DataFrame:
     """Several variants' comparisons side by side: ``compare.csv``, ``summary.csv`` and
-    ``compare.md`` with a row per variant, start space, method and seed."""
+    ``compare.md`` with a row per variant, start space, method and seed, and
+    ``compare.html`` with the methods of every variant side by side (each variant's own
+    folder keeps its curves and pick tables)."""
     frame = pd.concat(frames, ignore_index=True)
     summary = summarise(frame)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "compare.csv", index=False)
     summary.to_csv(out_dir / "summary.csv", index=False)
     empty = pd.DataFrame()
+    variants = ", ".join(frame["variant"].unique())
     (out_dir / "compare.md").write_text(
-        f"Study `{name}`, variants {', '.join(frame['variant'].unique())}.\n\n"
+        f"Study `{name}`, variants {variants}.\n\n"
         + markdown_tables(frame, summary, empty, empty, empty), encoding="utf-8")
+    space = frame["start_space"].map(lambda s: "" if s == "edge-op" else f" ({s} start)")
+    labelled = frame.assign(method=frame["variant"] + ": " + frame["method"] + space)
+    sections = [("Methods of every variant side by side", figures.compare_figure(labelled))]
+    settings = [("study", name), ("variants", variants),
+                ("seeds", ", ".join(map(str, frame["seed"].unique())))]
+    (out_dir / "compare.html").write_text(page_html(f"compare {name}", settings, sections),
+                                          encoding="utf-8")
+    if images:
+        figures.write_images(sections, out_dir)
     return frame
 
 
