@@ -70,7 +70,8 @@ class Compare:
                     device=device, storage=args.storage, jobs=args.jobs,
                     population=args.population, progress=progress,
                     publisher=DashboardPublisher())
-        out_dir = Path(args.out) / config.name
+        # one variant's tables are its own; several are combined under the study's name
+        out_dir = Path(args.out) / (configs[0].name if len(configs) == 1 else config.name)
         frames = [compare_studies(c, studies[c.name], root=args.root,
                                   out_dir=Path(args.out) / c.name, storage=args.storage,
                                   table=table, retrain_epochs=args.retrain_epochs,

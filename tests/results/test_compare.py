@@ -248,3 +248,9 @@ def test_compare_runs_each_variant_and_records_its_picks(
     assert cli.main([*args[:-5], "--picks", str(picks), "--setting", "other", "-q"]) == 0
     assert cli.main(args) == 0  # the same runs again: their rows are replaced, not added
     assert sorted(pd.read_csv(picks)["setting"]) == ["other"] * 4 + ["tiny digits"] * 4
+    capsys.readouterr()
+    at = args.index("--variants")
+    assert cli.main([*args[:at + 1], *args[at + 2:]]) == 0  # --variants beta-darts alone
+    printed = capsys.readouterr().out.split("table", 1)[1].split()[0]
+    assert printed == str(tmp_path / "out" / "tiny-beta-darts" / "compare.csv")
+    assert Path(printed).exists()
