@@ -220,24 +220,34 @@ def cell_svg(cell: str, width: int = 480) -> str:
 
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:
-    """Each method's best and mean value (and ground truth, if scored), side by side: the
-    mean over study seeds as a dot, their standard deviation as its error bar, on an axis
-    that spans the values (so that 92 and 94 % look apart)."""
-    figure = go.Figure()
-    columns = [("best_value", "best validation objective"),
-               ("mean_value", "mean validation objective of the trials"),
-               ("best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
-               ("mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
-               ("max_cifar10_test", "best of the cells' CIFAR-10 test accuracy (table)"),
-               ("retrain_test_acc", "best cell retrained from scratch, test accuracy")]
+    """Each method's validation objective (left) and, if scored, its cells' ground truth
+    (right), side by side: the mean over study seeds as a dot, their standard deviation as
+    its error bar. Each panel's axis spans its own values, so that 92 and 94 % look apart
+    beside objectives of 40 %."""
+    columns = [(1, "best_value", "best validation objective"),
+               (1, "mean_value", "mean validation objective of the trials"),
+               (2, "best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
+               (2, "mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
+               (2, "max_cifar10_test", "best of the cells' CIFAR-10 test accuracy (table)"),
+               (2, "retrain_test_acc", "best cell retrained from scratch, test accuracy")]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        "validation objective", "ground truth of the cells"))
     grouped = frame.groupby("method", sort=False)
-    for column, label in columns:
+    spans: dict[int, list[float]] = {1: [], 2: []}
+    for panel, column, label in columns:
         if column in frame:
-            spread = grouped[column].std(ddof=1).fillna(0.0)
-            figure.add_scatter(x=list(grouped.groups), y=grouped[column].mean(), name=label,
+            mean, spread = grouped[column].mean(), grouped[column].std(ddof=1).fillna(0.0)
+            figure.add_scatter(x=list(grouped.groups), y=mean, name=label,
                                mode="markers", marker=dict(size=11),
-                               error_y=dict(array=spread), offsetgroup=column)
-    return figure.update_layout(scattermode="group", yaxis_title="accuracy (%)")
+                               error_y=dict(array=spread), offsetgroup=column,
+                               row=1, col=panel)
+            spans[panel] += [*(mean - spread).dropna(), *(mean + spread).dropna()]
+    for panel, values in spans.items():  # grouped markers would otherwise start at 0
+        if values:
+            pad = max(0.5, 0.1 * (max(values) - min(values)))
+            figure.update_yaxes(range=[min(values) - pad, max(values) + pad], row=1, col=panel)
+    return figure.update_layout(scattermode="group", yaxis_title="accuracy (%)",
+                                legend=dict(orientation="h", y=-0.15))
 
 
 def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:

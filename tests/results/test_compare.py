@@ -254,3 +254,20 @@ def test_compare_runs_each_variant_and_records_its_picks(
     printed = capsys.readouterr().out.split("table", 1)[1].split()[0]
     assert printed == str(tmp_path / "out" / "tiny-beta-darts" / "compare.csv")
     assert Path(printed).exists()
+
+
+def test_the_compare_figure_keeps_objectives_and_ground_truth_on_their_own_axes() -> None:
+    from pipeline.results.figures import compare_figure
+
+    frame = pd.DataFrame({"method": ["darts", "cmaes", "darts", "cmaes"],
+                          "best_value": [40.0, 41.0, 42.0, 43.0],
+                          "best_cifar10_test": [92.0, 93.0, 93.0, 94.0]})
+    figure = compare_figure(frame)
+    axes = {trace.name: trace.yaxis for trace in figure.data}
+    assert axes == {"best validation objective": "y",
+                    "best cell's CIFAR-10 test accuracy (table)": "y2"}
+    means = {trace.name: list(trace.y) for trace in figure.data}
+    assert means["best cell's CIFAR-10 test accuracy (table)"] == [92.5, 93.5]
+    assert list(figure.data[0].x) == ["darts", "cmaes"]
+    low, high = figure.layout.yaxis2.range
+    assert 91.0 < low < 92.0 and 94.0 < high < 95.0  # the panel spans its values, not 0 to 94
