@@ -247,7 +247,7 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
             pad = max(0.5, 0.1 * (max(values) - min(values)))
             figure.update_yaxes(range=[min(values) - pad, max(values) + pad], row=1, col=panel)
     return figure.update_layout(scattermode="group", yaxis_title="accuracy (%)",
-                                legend=dict(orientation="h", y=-0.15))
+                                legend=dict(orientation="h", y=-0.3), height=560)
 
 
 def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
