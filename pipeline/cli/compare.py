@@ -70,15 +70,18 @@ class Compare:
                     device=device, storage=args.storage, jobs=args.jobs,
                     population=args.population, progress=progress,
                     publisher=DashboardPublisher())
-        # one variant's tables are its own; several are combined under the study's name
-        out_dir = Path(args.out) / (configs[0].name if len(configs) == 1 else config.name)
+        # one variant's tables are its own; several are combined under the study's name,
+        # each variant's own in NAME-VARIANT (plain DARTS' too, though its studies keep NAME)
+        several = len(configs) > 1
+        out_dir = Path(args.out) / (config.name if several else configs[0].name)
         frames = [compare_studies(c, studies[c.name], root=args.root,
-                                  out_dir=Path(args.out) / c.name, storage=args.storage,
+                                  out_dir=Path(args.out) / (f"{config.name}-{c.search.variant}"
+                                                            if several else c.name),
+                                  storage=args.storage,
                                   table=table, retrain_epochs=args.retrain_epochs,
                                   device=device, progress=progress, images=args.images)
                   for c in configs]
-        frame = (combine(frames, out_dir, config.name, images=args.images) if len(frames) > 1
-                 else frames[0])
+        frame = combine(frames, out_dir, config.name, images=args.images) if several else frames[0]
         if args.picks:
             record_picks(frame, Path(args.picks), args.setting or config.name)
         _print_tables(frame, seeds=args.seeds)

@@ -236,6 +236,8 @@ def test_compare_runs_each_variant_and_records_its_picks(
         ("beta-darts", "cmaes"), ("beta-darts", "darts"), ("darts", "cmaes"), ("darts", "darts")]
     assert (combined["cut_off"] >= 0).all() and (combined["start_space"] == "edge-op").all()
     assert (tmp_path / "out" / "tiny-beta-darts" / "compare.html").exists()
+    own = pd.read_csv(tmp_path / "out" / "tiny-darts" / "compare.csv")
+    assert set(own["variant"]) == {"darts"}  # plain DARTS' own tables, beside the combined ones
     page = (tmp_path / "out" / "tiny" / "compare.html").read_text()
     assert "beta-darts: cmaes" in page and "darts: darts" in page
     assert "beta-DARTS (Beta-Decay" in (tmp_path / "out" / "tiny-beta-darts" /
