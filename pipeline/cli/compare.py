@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli.options import (
     device_options,
@@ -16,6 +17,9 @@ from pipeline.cli.options import (
     whole_number,
 )
 from pipeline.cli.search import population_options, raise_terminated
+
+if TYPE_CHECKING:
+    from pipeline.config import StudyConfig
 
 
 class Compare:
@@ -70,18 +74,14 @@ class Compare:
                     device=device, storage=args.storage, jobs=args.jobs,
                     population=args.population, progress=progress,
                     publisher=DashboardPublisher())
-        # one variant's tables are its own; several are combined under the study's name,
-        # each variant's own in NAME-VARIANT (plain DARTS' too, though its studies keep NAME)
-        several = len(configs) > 1
-        out_dir = Path(args.out) / (config.name if several else configs[0].name)
-        frames = [compare_studies(c, studies[c.name], root=args.root,
-                                  out_dir=Path(args.out) / (f"{config.name}-{c.search.variant}"
-                                                            if several else c.name),
+        out_dir, variant_dirs = _out_dirs(args.out, config.name, configs)
+        frames = [compare_studies(c, studies[c.name], root=args.root, out_dir=folder,
                                   storage=args.storage,
                                   table=table, retrain_epochs=args.retrain_epochs,
                                   device=device, progress=progress, images=args.images)
-                  for c in configs]
-        frame = combine(frames, out_dir, config.name, images=args.images) if several else frames[0]
+                  for c, folder in zip(configs, variant_dirs, strict=True)]
+        frame = (combine(frames, out_dir, config.name, images=args.images) if len(frames) > 1
+                 else frames[0])
         if args.picks:
             record_picks(frame, Path(args.picks), args.setting or config.name)
         _print_tables(frame, seeds=args.seeds)
@@ -90,6 +90,15 @@ class Compare:
         if args.images:
             print(f"images         {out_dir}/*.png")
         return 0
+
+
+def _out_dirs(out: str, name: str, configs: list[StudyConfig]) -> tuple[Path, list[Path]]:
+    """Where a comparison's tables go: one variant's are its own (``OUT/ITS_NAME``); several
+    are combined in ``OUT/NAME``, each variant's own in ``OUT/NAME-VARIANT`` (plain DARTS'
+    too, though its studies keep ``NAME``)."""
+    if len(configs) == 1:
+        return Path(out) / configs[0].name, [Path(out) / configs[0].name]
+    return Path(out) / name, [Path(out) / f"{name}-{c.search.variant}" for c in configs]
 
 
 # What a reader needs first of each method's pick; compare.csv keeps every column.
