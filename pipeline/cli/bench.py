@@ -96,9 +96,9 @@ def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> l
     if not runnable:
         raise ConfigError(f"--order 2 cannot time {', '.join(FIRST_ORDER_ONLY)} (first order "
                           "only): add --order 1")
-    for name in sorted({timed.search.variant for timed, _ in pairs} & set(FIRST_ORDER_ONLY)):
-        if 2 in args.order:
-            print(f"{name}: first order only, its second order is not timed")
+    for name in sorted({timed.search.variant for timed, order in pairs if order == 2}
+                       & set(FIRST_ORDER_ONLY)):
+        print(f"{name}: first order only, its second order is not timed")
     return [in_fresh_process(measure_iteration, config=timed, order=order, device=device,
                              warmup=args.warmup, iterations=args.iterations,
                              population=population,
