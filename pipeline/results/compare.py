@@ -68,7 +68,8 @@ def method_row(method: str, seed: int, trials: list[Any],
     return row
 
 
-PICK_COLUMNS = {"variant": "variant", "start_space": "start_space", "method": "method",
+PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch_lr",
+                "start_space": "start_space", "method": "method",
                 "seed": "seed", "cell": "cell", "params_M": "params", "best_value": "objective",
                 "best_cifar10_test": "cifar10", "best_cifar100_test": "cifar100",
                 "best_imagenet16_test": "imagenet16", "max_cifar10_test": "best_of_its_cells",
@@ -278,7 +279,8 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
         method, seed = study.method, study.seed
         trials = load_study(study.config.name, root=root, storage=storage).get_trials(
             deepcopy=False)
-        row = {"variant": config.search.variant, "start_space": config.start.alpha_space,
+        row = {"variant": config.search.variant, "selection": config.search.selection,
+               "arch_lr": config.search.arch_lr, "start_space": config.start.alpha_space,
                **method_row(method, seed, trials, table),
                **extra_epochs(study.config, trials)}
         if retrain_epochs and "cell" in row:

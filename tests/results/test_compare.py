@@ -246,6 +246,7 @@ def test_compare_runs_each_variant_and_records_its_picks(
     assert len(written) == 4 and set(written["setting"]) == {"tiny digits"}
     assert {"setting", "variant", "method", "seed", "cell", "params", "objective"} <= set(
         written.columns)
+    assert set(written["selection"]) == {"argmax"} and set(written["arch_lr"]) == {3e-3}
     capsys.readouterr()
     assert cli.main([*args[:-5], "--picks", str(picks), "--setting", "other", "-q"]) == 0
     assert cli.main(args) == 0  # the same runs again: their rows are replaced, not added
