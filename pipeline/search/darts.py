@@ -345,6 +345,11 @@ class DartsSearch:
             self.selection.load_state_dict(state["selection"])
 
 
+# Batch-norm statistics depend on the batch they are taken over: the recalibration keeps
+# batches of 512, so that discrete-cell accuracies stay comparable across studies.
+RECALIBRATION_BATCH = 512
+
+
 @contextlib.contextmanager
 def _recalibrated_batch_norm(net: Supernet, batches: DeviceBatches,
                              choice: Sequence[int]) -> Iterator[None]:
@@ -360,7 +365,7 @@ def _recalibrated_batch_norm(net: Supernet, batches: DeviceBatches,
             m.momentum = None  # a plain average over the recalibration batches
         net.train()
         with torch.no_grad():
-            for x, _ in batches.in_order():
+            for x, _ in batches.in_order(RECALIBRATION_BATCH):
                 net(x, choice=choice)
         yield
     finally:

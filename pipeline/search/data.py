@@ -190,8 +190,10 @@ class DeviceBatches:
             x = self.images[index.to(self.images.device)]
             yield self._augment(x, generator), self.labels[index.to(self.labels.device)]
 
-    def in_order(self, batch_size: int = 512) -> Iterator[tuple[Tensor, Tensor]]:
-        """Unaugmented batches in a fixed order, for evaluation."""
+    def in_order(self, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Unaugmented batches in a fixed order, for evaluation, of ``batch_size`` images
+        (by default the training batch size: on a CPU, large batches outgrow the caches)."""
+        batch_size = batch_size or self.batch_size
         for start in range(0, len(self.labels), batch_size):
             end = start + batch_size
             yield self._normalise(self.images[start:end]), self.labels[start:end]

@@ -90,6 +90,14 @@ def test_unaugmented_epoch_is_a_permutation_of_normalised_images() -> None:
     assert torch.cat(ys).sort().values.tolist() == sorted(batches.labels.tolist())
 
 
+def test_evaluation_batches_are_training_sized_unless_asked_otherwise() -> None:
+    batches = _batches()
+    assert [len(y) for _, y in batches.in_order()] == [len(y) for _, y in batches.epoch(0, 0)]
+    assert [len(y) for _, y in batches.in_order(32)] == [32, 8]
+    assert torch.equal(torch.cat([x for x, _ in batches.in_order()]),
+                       torch.cat([x for x, _ in batches.in_order(32)]))
+
+
 def test_crops_are_windows_of_the_padded_image() -> None:
     batches = _batches(crop=2)
     generator_order = torch.randperm(40, generator=torch.Generator().manual_seed(7 * 1_000_003))
