@@ -217,8 +217,8 @@ class DartsSearch:
         while self.selection.done < min(due, len(self.selection.plan)):
             mean = self.variant.mean_weights(self.net.alphas)
             weights = F.softmax(self.net.alphas.detach(), dim=-1) if mean is None else mean
-            self.selection.decide(weights, lambda mixed: float(
-                self.evaluate(self.arch_batches, weights=mixed)[1]))
+            self.selection.decide(weights, lambda mixed: float(self.evaluate(
+                self.arch_batches, weights=mixed, batch_statistics=True)[1]))
 
     def _projected(self, weights: Tensor | None) -> Tensor | None:
         """A step's mixing weights with the selection's decisions applied."""
@@ -302,11 +302,12 @@ class DartsSearch:
     # -- measuring --------------------------------------------------------------------
 
     def evaluate(self, batches: DeviceBatches, choice: Sequence[int] | None = None, *,
-                 weights: Tensor | None = None) -> Tensor:
+                 weights: Tensor | None = None, batch_statistics: bool = False) -> Tensor:
         """Mean loss and accuracy (2,) of the supernet (mixed by ``weights``, by default its
-        alphas' softmax), or of the cell ``choice``."""
+        alphas' softmax), or of the cell ``choice``; with ``batch_statistics``, normalised by
+        each batch's statistics instead of the running ones."""
         totals = evaluation_sums(self.net, lambda x: self.forward(x, choice, weights=weights),
-                                 batches)
+                                 batches, batch_statistics=batch_statistics)
         return totals[:2] / totals[2]
 
     def evaluate_cell(self, choice: Sequence[int]) -> float:

@@ -3,7 +3,9 @@ cell is chosen edge by edge after the search, not read off the alphas' argmax.
 
 The edges are taken in an order drawn from the search's seed. On each, every op the cell
 may hold is removed in turn (its mixing weight set to 0) and the supernet's validation
-accuracy measured; the edge keeps the op whose removal lowers it most, and mixes by that
+accuracy measured, its batch norms normalising by each batch's statistics as in the
+published code (the running statistics of the mixture do not fit a perturbed or partly
+decided supernet); the edge keeps the op whose removal lowers it most, and mixes by that
 op alone from then on. In a space whose cells keep a few of each node's inputs (DARTS:
 two), the inputs are then chosen the same way, node by node: the input whose removal
 lowers the accuracy least goes, until the node keeps its two. The supernet is fine-tuned

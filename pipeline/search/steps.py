@@ -71,16 +71,35 @@ def weight_step(model: Model, optimizer: torch.optim.Optimizer, x: Tensor, y: Te
 
 @torch.no_grad()
 def evaluation_sums(net: torch.nn.Module, logits_of: Callable[[Tensor], Tensor],
-                    batches: DeviceBatches) -> Tensor:
+                    batches: DeviceBatches, *, batch_statistics: bool = False) -> Tensor:
     """Loss sum, correct count and image count (3,) of ``logits_of`` over unaugmented
-    batches, with ``net`` in eval mode (its mode is restored afterwards)."""
+    batches, with ``net`` in eval mode (its mode is restored afterwards); with
+    ``batch_statistics``, its batch norms normalise by each batch's own statistics and
+    leave their running statistics as they are."""
     was_training = net.training
     net.eval()
     totals = torch.zeros(3, device=batches.labels.device)
-    for x, y in batches.in_order():
-        logits = logits_of(x)
-        totals[0] += F.cross_entropy(logits, y, reduction="sum")
-        totals[1] += (logits.argmax(dim=1) == y).sum()
-        totals[2] += len(y)
+    with _normalised_by_batch(net) if batch_statistics else contextlib.nullcontext():
+        for x, y in batches.in_order():
+            logits = logits_of(x)
+            totals[0] += F.cross_entropy(logits, y, reduction="sum")
+            totals[1] += (logits.argmax(dim=1) == y).sum()
+            totals[2] += len(y)
     net.train(was_training)
     return totals
+
+
+@contextlib.contextmanager
+def _normalised_by_batch(net: torch.nn.Module) -> Iterator[None]:
+    """Batch norms in training mode without tracking: each batch is normalised by its own
+    statistics, and the running statistics are neither read nor updated."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    tracking = [m.track_running_stats for m in norms]
+    try:
+        for m in norms:
+            m.train()
+            m.track_running_stats = False
+        yield
+    finally:
+        for m, tracked in zip(norms, tracking, strict=True):
+            m.track_running_stats = tracked

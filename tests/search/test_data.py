@@ -98,6 +98,34 @@ def test_evaluation_batches_are_training_sized_unless_asked_otherwise() -> None:
                        torch.cat([x for x, _ in batches.in_order(32)]))
 
 
+def test_evaluation_by_batch_statistics_ignores_and_keeps_the_running_ones() -> None:
+    from pipeline.search.steps import evaluation_sums
+
+    batches = _batches()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, affine=False),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 4))
+    norm = net[1]
+    norm.running_var.fill_(1e4)  # statistics that fit no batch
+    before = [t.clone() for t in (norm.running_mean, norm.running_var, norm.num_batches_tracked)]
+    by_batch = evaluation_sums(net, net, batches, batch_statistics=True)
+    after = (norm.running_mean, norm.running_var, norm.num_batches_tracked)
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert net.training and norm.track_running_stats  # its mode and tracking put back
+    expected = torch.zeros(3)
+    with torch.no_grad():
+        for x, y in batches.in_order():
+            centred = net[0](x)
+            centred = (centred - centred.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
+                centred.var((0, 2, 3), unbiased=False, keepdim=True) + norm.eps)
+            logits = net[4](net[3](net[2](centred)))
+            expected += torch.tensor([torch.nn.functional.cross_entropy(
+                logits, y, reduction="sum").item(), (logits.argmax(1) == y).sum().item(), len(y)])
+    assert torch.allclose(by_batch, expected, atol=1e-4)
+    assert not torch.allclose(evaluation_sums(net, net, batches)[0], expected[0], atol=1e-2)
+
+
 def test_crops_are_windows_of_the_padded_image() -> None:
     batches = _batches(crop=2)
     generator_order = torch.randperm(40, generator=torch.Generator().manual_seed(7 * 1_000_003))

@@ -211,6 +211,23 @@ def test_perturbation_selection_fine_tunes_between_decisions_and_resumes(
     assert resumed.selection is not None and resumed.selection.chosen == whole.selection.chosen
 
 
+def test_perturbation_selection_measures_by_batch_statistics(
+        tiny_config: StudyConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    search = _search(tiny_config, arch_lr=0.0, selection="perturbation",
+                     selection_tune_epochs=0, epochs=1)
+    calls: list[bool] = []
+    measure = search.evaluate
+
+    def spy(*args: object, batch_statistics: bool = False, **kwargs: object) -> torch.Tensor:
+        calls.append(batch_statistics)
+        return measure(*args, batch_statistics=batch_statistics, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search, "evaluate", spy)
+    search.run()
+    assert calls.count(True) == 6 * 5  # each op on each edge
+    assert calls.count(False) >= 1  # the epoch's own measurement
+
+
 def test_fixed_alphas_stay_at_their_start(tiny_config: StudyConfig) -> None:
     search = _search(tiny_config, arch_lr=0.0, selection="perturbation",
                      selection_tune_epochs=0)
