@@ -99,9 +99,16 @@ def without_study(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {**meta, "config": config}
 
 
+# Raised whenever a search's result changes for the same settings (a fix to a step or to
+# the selection), so that no study takes over a search that older code ran.
+# 2: perturbation selection measures by batch statistics.
+SEARCH_PROTOCOL = 2
+
+
 def search_key(meta: Mapping[str, Any]) -> str:
-    """A short digest of ``without_study(meta)``: equal for the same search in any study."""
-    text = json.dumps(without_study(meta), sort_keys=True)
+    """A short digest of ``without_study(meta)`` and the search protocol: equal for the
+    same search in any study of the same protocol."""
+    text = json.dumps({**without_study(meta), "protocol": SEARCH_PROTOCOL}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -160,6 +160,23 @@ def test_method_studies_run_their_shared_first_search_once(
     assert outcome(cmaes) == outcome(alone)  # as if it had run the search itself
 
 
+def test_a_search_that_older_code_ran_is_not_taken_over(
+        tiny_config: StudyConfig, tmp_path: Path, run_compare: Callable,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.outer import trials
+    from pipeline.outer.study import load_study
+
+    config = dataclasses.replace(tiny_config, search=dataclasses.replace(
+        tiny_config.search, epochs=1), outer=dataclasses.replace(tiny_config.outer, n_trials=1))
+    run_compare(config, root=tmp_path, out_dir=tmp_path / "out", device=torch.device("cpu"),
+                only=["random"])
+    monkeypatch.setattr(trials, "SEARCH_PROTOCOL", trials.SEARCH_PROTOCOL + 1)
+    run_compare(config, root=tmp_path, out_dir=tmp_path / "out", device=torch.device("cpu"),
+                only=["cmaes"])
+    (first,) = load_study("tiny-s3-cmaes", root=tmp_path).get_trials()
+    assert "same_search_as" not in first.user_attrs  # it ran the search again
+
+
 def test_hypervolume_of_a_front() -> None:
     assert hypervolume([(50.0, 0.5)], max_params=1.0) == pytest.approx(25.0)
     # a dominated point adds nothing; a smaller, less accurate cell adds its own strip
