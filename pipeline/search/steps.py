@@ -94,12 +94,13 @@ def _normalised_by_batch(net: torch.nn.Module) -> Iterator[None]:
     """Batch norms in training mode without tracking: each batch is normalised by its own
     statistics, and the running statistics are neither read nor updated."""
     norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    tracking = [m.track_running_stats for m in norms]
+    saved = [(m.training, m.track_running_stats) for m in norms]
     try:
         for m in norms:
             m.train()
             m.track_running_stats = False
         yield
     finally:
-        for m, tracked in zip(norms, tracking, strict=True):
+        for m, (training, tracked) in zip(norms, saved, strict=True):
+            m.train(training)
             m.track_running_stats = tracked
