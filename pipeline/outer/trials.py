@@ -102,7 +102,8 @@ def without_study(meta: Mapping[str, Any]) -> dict[str, Any]:
 # Raised whenever a search's result changes for the same settings (a fix to a step or to
 # the selection), so that no study takes over a search that older code ran.
 # 2: perturbation selection measures by batch statistics.
-SEARCH_PROTOCOL = 2
+# 3: so does the epoch's validation accuracy once the selection has decided an edge.
+SEARCH_PROTOCOL = 3
 
 
 def search_key(meta: Mapping[str, Any]) -> str:

@@ -233,7 +233,9 @@ class DartsSearch:
             mean = mean.detach()
         genotype = self.net.genotype(mean)
         choice = self.net.choice(genotype)
-        valid_loss, valid_acc = self.evaluate(self.arch_batches, weights=mean).tolist()
+        decided = self.selection is not None and self.selection.done > 0
+        valid_loss, valid_acc = self.evaluate(  # as the selection measures, once it decides
+            self.arch_batches, weights=mean, batch_statistics=decided).tolist()
         train_loss, train_correct = totals.tolist()
         count = len(self.weight_batches.labels)  # every image once per epoch
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):

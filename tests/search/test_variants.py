@@ -224,8 +224,13 @@ def test_perturbation_selection_measures_by_batch_statistics(
 
     monkeypatch.setattr(search, "evaluate", spy)
     search.run()
-    assert calls.count(True) == 6 * 5  # each op on each edge
-    assert calls.count(False) >= 1  # the epoch's own measurement
+    assert calls.count(True) == 6 * 5 + 1  # each op on each edge, then the epoch's own
+    assert calls.count(False) == 1  # the chosen cell's, after recalibration
+    projected = search.selection.project(torch.softmax(search.net.alphas.detach(), dim=-1))
+    by_batch = measure(search.arch_batches, weights=projected, batch_statistics=True)
+    by_running = measure(search.arch_batches, weights=projected)
+    assert search.history[-1].valid_acc == pytest.approx(100 * float(by_batch[1]))
+    assert not torch.allclose(by_batch, by_running)  # so the test tells the two apart
 
 
 def test_fixed_alphas_stay_at_their_start(tiny_config: StudyConfig) -> None:
