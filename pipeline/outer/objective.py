@@ -23,6 +23,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.config import StudyConfig
 from pipeline.outer.budget import Budget, is_surplus
+from pipeline.outer.claims import SearchClaim
 from pipeline.outer.trials import (
     SURPLUS,
     SurplusTrialError,
@@ -61,12 +62,14 @@ class Publisher(Protocol):
 
 @dataclass(slots=True)
 class TrialRun:
-    """A trial whose search is set up: fresh, or resumed from its checkpoint."""
+    """A trial whose search is set up: fresh, or resumed from its checkpoint; ``claim``
+    is its lock on the search while the search runs."""
 
     trial: optuna.Trial
     search: DartsSearch
     files: Path
     meta: dict[str, Any]
+    claim: SearchClaim
 
 
 # long: a trial's stages (begin, after_epoch, end) share its study's config, data and files
@@ -92,9 +95,11 @@ class Objective:
         self.device = device
         self.publisher = publisher
 
-    def begin(self, trial: optuna.Trial) -> TrialRun:
+    def begin(self, trial: optuna.Trial, *, wait: bool = True) -> TrialRun:
         """Set a trial up: its seed and start point, and its search, fresh or resumed from
-        its checkpoint (the epochs it already ran are reported again).
+        its checkpoint (the epochs it already ran are reported again). The trial claims
+        its search; with ``wait``, a search that another study is running is waited for
+        and then resumed from its checkpoint, else it runs beside it.
 
         Raises:
             SurplusTrialError: other workers have taken the budget.
@@ -118,13 +123,18 @@ class Objective:
         files.mkdir(parents=True, exist_ok=True)
         key = search_key(meta)
         (files / f"search-{key}.id").touch()  # how other studies find it
-        search, source = self._resume(self.start_space.decode(x), files, meta, key)
+        claim = SearchClaim(self.state_dir.parent, key, wait=wait)
+        try:
+            search, source = self._resume(self.start_space.decode(x), files, meta, key)
+        except BaseException:
+            claim.release()
+            raise
         trial.set_user_attr("resumed_from_epoch", search.epoch)
         if source != files:
             trial.set_user_attr("same_search_as", f"{source.parents[1].name}/{source.name}")
         for record in search.history:
             self._report(trial, record)
-        return TrialRun(trial=trial, search=search, files=files, meta=meta)
+        return TrialRun(trial=trial, search=search, files=files, meta=meta, claim=claim)
 
     def after_epoch(self, run: TrialRun, record: EpochRecord) -> None:
         """Checkpoint a finished epoch and report it.

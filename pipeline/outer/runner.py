@@ -37,13 +37,14 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
     Until a trial has completed, one trial runs at a time: CMA-ES learns the search
     space from a complete trial and would sample the others at random. On a storage with
     heartbeats (``storage``), the running trials keep one, so a killed worker's trials are
-    failed and retried.
+    failed and retried. Each trial claims its search while the search runs, so a study
+    beside it that asks for the same search waits and takes it over (``claims``).
     """
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         size = 1
     runs: list[TrialRun] = []
     try:
-        runs = _ask(study, objective, size)
+        runs = _ask(study, storage, objective, size)
         with _heartbeats(study, storage, [run.trial.number for run in runs]):
             for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
                                               key=lambda r: r.search.epoch):
@@ -54,11 +55,16 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
             if states[run.trial.number] == TrialState.RUNNING:
                 _tell_failed(study, run.trial, error)
         raise
+    finally:
+        for run in runs:
+            run.claim.release()
 
 
-def _ask(study: optuna.Study, objective: Objective, size: int) -> list[TrialRun]:
-    """Up to ``size`` new trials, set up; a trial the budget has no room for is told as a
-    surplus failure and ends the asking."""
+def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
+         size: int) -> list[TrialRun]:
+    """Up to ``size`` new trials, set up (with a heartbeat, as the first may wait for its
+    search in another study); a trial the budget has no room for is told as a surplus
+    failure and ends the asking."""
     budget = Budget.of(objective.config)
     runs: list[TrialRun] = []
     try:
@@ -71,7 +77,10 @@ def _ask(study: optuna.Study, objective: Objective, size: int) -> list[TrialRun]
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask()
             try:
-                runs.append(objective.begin(trial))
+                # only the first waits for a search another study runs: a process
+                # holding one claim never waits for another, so none deadlock
+                with _heartbeats(study, storage, [trial.number]):
+                    runs.append(objective.begin(trial, wait=not runs))
             except SurplusTrialError:
                 study.tell(trial, state=TrialState.FAIL)
                 break
@@ -81,6 +90,7 @@ def _ask(study: optuna.Study, objective: Objective, size: int) -> list[TrialRun]
     except BaseException as error:
         for run in runs:
             _tell_failed(study, run.trial, error)
+            run.claim.release()
         raise
     return runs
 
@@ -142,6 +152,7 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
         if reason is not None:
             run.trial.set_user_attr("fail_reason", reason)
         study.tell(run.trial, state=state)
+        run.claim.release()
         population.drop(run.search)
         shown.ended(run, state)
 
@@ -167,6 +178,8 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
             shown.step()
     finally:
         shown.close()
+    for run in by_search.values():  # every search has ended: the others may take it over
+        run.claim.release()
     for member in list(population.members):
         _finish(study, objective, by_search[id(member)], shown)
 

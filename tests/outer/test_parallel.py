@@ -58,6 +58,26 @@ def test_side_by_side_gives_what_one_after_another_gives(
         alone.drop(columns="front_hypervolume"))
 
 
+def test_studies_side_by_side_run_their_shared_first_search_once(
+        tiny_config: StudyConfig, tmp_path: Path, threads: None, run_compare: Callable,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = dataclasses.replace(
+        tiny_config, search=dataclasses.replace(tiny_config.search, epochs=2),
+        outer=dataclasses.replace(tiny_config.outer, n_trials=1))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run_compare(config, root=tmp_path, out_dir=tmp_path / "out", device=CPU,
+                only=["random", "cmaes"], jobs=2)
+    # both start at plain DARTS' start with the study seed: one runs the search while
+    # the other waits, then takes the finished search over
+    first = [load_study(f"tiny-s3-{m}", root=tmp_path).get_trials()[0]
+             for m in ("random", "cmaes")]
+    took_over = [t for t in first if "same_search_as" in t.user_attrs]
+    assert len(took_over) == 1 and took_over[0].user_attrs["resumed_from_epoch"] == 2
+    assert first[0].values == first[1].values
+    assert first[0].user_attrs["cell"] == first[1].user_attrs["cell"]
+    assert not (tmp_path / ".search-claims").exists()  # every claim released
+
+
 def test_a_failing_study_does_not_stop_the_others(tiny_config: StudyConfig,
                                                   tmp_path: Path) -> None:
     broken = dataclasses.replace(
