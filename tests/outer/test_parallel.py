@@ -37,12 +37,16 @@ def _outcomes(root: Path, names: list[str]) -> dict[str, list[tuple]]:
                    for t in load_study(name, root=root).get_trials()] for name in names}
 
 
+def _two_epoch_searches(config: StudyConfig, *, trials: int) -> StudyConfig:
+    return dataclasses.replace(
+        config, search=dataclasses.replace(config.search, epochs=2),
+        outer=dataclasses.replace(config.outer, n_trials=trials))
+
+
 def test_side_by_side_gives_what_one_after_another_gives(
         tiny_config: StudyConfig, tmp_path: Path, threads: None, run_compare: Callable,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = dataclasses.replace(
-        tiny_config, search=dataclasses.replace(tiny_config.search, epochs=2),
-        outer=dataclasses.replace(tiny_config.outer, n_trials=2))
+    config = _two_epoch_searches(tiny_config, trials=2)
     names = ["tiny-s3-darts", "tiny-s3-cmaes", "tiny-s4-darts", "tiny-s4-cmaes"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the thread count the studies keep
     torch.set_num_threads(1)
@@ -61,9 +65,7 @@ def test_side_by_side_gives_what_one_after_another_gives(
 def test_studies_side_by_side_run_their_shared_first_search_once(
         tiny_config: StudyConfig, tmp_path: Path, threads: None, run_compare: Callable,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = dataclasses.replace(
-        tiny_config, search=dataclasses.replace(tiny_config.search, epochs=2),
-        outer=dataclasses.replace(tiny_config.outer, n_trials=1))
+    config = _two_epoch_searches(tiny_config, trials=1)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     run_compare(config, root=tmp_path, out_dir=tmp_path / "out", device=CPU,
                 only=["random", "cmaes"], jobs=2)
