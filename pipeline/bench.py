@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.utils.benchmark as benchmark
 
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.search import (
@@ -76,6 +75,17 @@ def _peak_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _seconds(step: Callable[[], None], device: torch.device) -> float:
+    """Wall time of one call of ``step``, the GPU's queued work waited for on both sides."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def check_iterations(orders: Sequence[int], populations: Sequence[int],
                      compiled: bool) -> None:
     """Refuse iteration timings that cannot run.
@@ -120,9 +130,9 @@ def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: i
 
     ``channels_last`` stores the supernet's tensors in that memory format (as
     ``search.channels_last`` does); ``compiled`` runs the supernet through ``torch.compile``
-    (as ``search.compile`` does); it compiles during the first warm-up iteration. Timed
-    with ``torch.utils.benchmark.Timer`` (it synchronises the GPU around every
-    iteration), at this process's thread count."""
+    (as ``search.compile`` does); it compiles during the first warm-up iteration. Each
+    iteration is timed alone, the GPU synchronised around it, at this process's thread
+    count."""
     dev = torch.device(device)
     batch = config.search.batch_size
     batches = _random_batches(2 * batch, batch, 10, dev)
@@ -145,9 +155,7 @@ def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: i
             stack.weight_step(stacked[0], stacked[1])
     for _ in range(warmup):
         step()
-    timer = benchmark.Timer("step()", globals={"step": step},
-                            num_threads=torch.get_num_threads())
-    median_ms = 1000 * statistics.median(timer.timeit(1).mean for _ in range(iterations))
+    median_ms = 1000 * statistics.median(_seconds(step, dev) for _ in range(iterations))
     return BenchRecord(kind="iteration", space=config.space.name, variant=config.search.variant,
                        order=order, batch=batch,
                        population=population, precision=config.search.precision,

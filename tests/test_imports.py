@@ -5,6 +5,8 @@ never run a search, and the report's modules never load torch."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,16 @@ def test_the_config_knows_every_cell_space() -> None:
     from pipeline.spaces import SPACES
 
     assert CONFIG_SPACES == tuple(SPACES)
+
+
+def test_no_module_loads_torchs_extension_builder() -> None:
+    # torch.utils.cpp_extension warns on import where a CUDA build finds no CUDA runtime
+    # (every CPU-only machine), so no command may load it.
+    script = ("import importlib, pkgutil, sys, pipeline\n"
+              "for m in pkgutil.walk_packages(pipeline.__path__, 'pipeline.'):\n"
+              "    if m.name != 'pipeline.__main__':\n"
+              "        importlib.import_module(m.name)\n"
+              "print('torch.utils.cpp_extension' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=PACKAGE.parent)
+    assert done.stdout.strip() == "False"
