@@ -53,18 +53,28 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataConfig:
-    """Which images to search on and how they are augmented."""
+    """Which images to search on and how they are augmented.
+
+    ``holdout`` > 0 sets that many more training images aside, class-balanced and outside
+    the search's ``subset``, on which the ``trained`` objective measures each trial's cell
+    (0: on the alphas' half, which the search itself learns from).
+    """
 
     dataset: str = "digits"
     root: str = "data"
     download: bool = False
     subset: int = 0
+    holdout: int = 0
     crop_padding: int = 4
     flip: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("data.dataset", self.dataset, DATASETS)
         _check(self.subset >= 0, "data.subset", "must be >= 0 (0 keeps every image)", self.subset)
+        _check(self.holdout >= 0, "data.holdout", "must be >= 0 (0 measures on the alphas' "
+               "half)", self.holdout)
+        _check(self.holdout == 0 or self.subset > 0, "data.holdout",
+               "needs data.subset > 0 (images outside the search to set aside)", self.holdout)
         _check(0 <= self.crop_padding <= MAX_PADDING, "data.crop_padding",
                f"must be in 0..{MAX_PADDING}", self.crop_padding)
 
@@ -336,6 +346,9 @@ class StudyConfig:
         _check(subset == 0 or subset >= 2 * batch, "data.subset",
                f"must be 0 (every image) or hold a batch for each half of the search split "
                f"(>= 2 x search.batch_size = {2 * batch})", subset)
+        _check(self.data.holdout == 0 or self.search.accuracy_objective == "trained",
+               "data.holdout", 'is measured on by search.objective = "trained" only',
+               self.data.holdout)
         budget, epochs = self.outer.epoch_budget, self.search.epochs
         _check(budget == 0 or budget >= epochs, "outer.epoch_budget",
                f"must be 0 (count trials) or hold one search (>= search.epochs = {epochs})",

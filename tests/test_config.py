@@ -153,6 +153,15 @@ def test_any_study_file_loads_or_gives_one_config_error(
         assert from_dict(to_dict(config)) == config
 
 
+def test_holdout_needs_a_subset_and_the_trained_objective(study_file: Path) -> None:
+    with pytest.raises(ConfigError, match="data.holdout needs data.subset > 0"):
+        load(study_file, ["data.holdout=100", "data.subset=0", "search.objective=trained"])
+    with pytest.raises(ConfigError, match='data.holdout is measured on by search.objective'):
+        load(study_file, ["data.holdout=100", "data.subset=200"])
+    config = load(study_file, ["data.holdout=100", "data.subset=200", "search.objective=trained"])
+    assert config.data.holdout == 100
+
+
 def test_two_objectives_need_a_sampler_and_pruner_that_support_them(study_file: Path) -> None:
     pair = "search.objective=['discrete', 'params']"
     with pytest.raises(ConfigError, match='outer.sampler cannot be "cmaes"'):

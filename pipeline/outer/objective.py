@@ -162,14 +162,16 @@ class Objective:
 
     def _trained_accuracy(self, run: TrialRun) -> float:
         """The derived cell's network, at the supernet's size, trained from scratch on the
-        weights' half for ``search.train_epochs`` epochs: its accuracy on the other half."""
+        weights' half for ``search.train_epochs`` epochs: its accuracy on the held-out
+        images (``data.holdout``), else on the other half."""
         space, search = self.config.space, self.config.search
         settings = TrainSettings(epochs=search.train_epochs, batch_size=search.batch_size,
                                  channels=space.channels,
                                  cells=get_space(space.name).depth(space))
+        measured_on = self.data.holdout_batches or self.data.arch_batches
         return short_training_accuracy(
             parse_genotype(run.search.history[-1].genotype), self.data.weight_batches,
-            self.data.arch_batches, settings=settings, seed=run.meta["seed"],
+            measured_on, settings=settings, seed=run.meta["seed"],
             num_classes=self.data.num_classes, in_channels=self.data.in_channels)
 
     def _resume(self, start: StartPoint, files: Path, meta: dict[str, Any], key: str

@@ -21,8 +21,10 @@ SURPLUS = "surplus: the budget was met by other workers"
 # Failures that are not the search's doing: the trial is retried from its checkpoint and
 # does not count against the budget.
 RESUMABLE = (INTERRUPTED, IO_ERROR)
-# Sections that do not change what a trial's search computes.
+# Sections and settings that do not change what a trial's search computes: a study that
+# differs from another only in them takes the other's searches over.
 NOT_SEARCH = ("retrain",)
+NOT_SEARCH_SETTINGS = ("data.holdout",)
 # Settings added after trials first recorded their config: left out while at their
 # default, so that a trial of an older study keeps its record (and its checkpoint and its
 # search digest stay valid).
@@ -81,9 +83,12 @@ def trial_key(number: int) -> str:
 
 def trial_config(config: StudyConfig) -> dict[str, Any]:
     """The config a trial's checkpoint records: without what may change while a study runs,
-    the sections that do not touch the search, and later settings at their defaults."""
+    what does not touch the search, and later settings at their defaults."""
     data = {key: value for key, value in without_changeable(to_dict(config)).items()
             if key not in NOT_SEARCH}
+    for dotted in NOT_SEARCH_SETTINGS:
+        section, key = dotted.split(".")
+        data[section].pop(key, None)
     defaults = to_dict(StudyConfig(name=config.name))
     for dotted in LATER_SETTINGS:
         section, key = dotted.split(".")

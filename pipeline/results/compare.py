@@ -327,12 +327,14 @@ def _write(config: StudyConfig, frame: pd.DataFrame, epochs: pd.DataFrame,
         sections.append(("The cells' table score after each epoch",
                          figures.epoch_score_figure(epochs)))
     seeds = ", ".join(map(str, frame["seed"].unique()))
-    settings = [("study", config.name), ("variant", describe(config)), ("seeds", seeds),
+    inner = describe(config) + (f", the trained objective measured on {config.data.holdout} "
+                                "held-out training images" if config.data.holdout else "")
+    settings = [("study", config.name), ("variant", inner), ("seeds", seeds),
                 ("epoch budget per method and seed", str(budget))]
     (out_dir / "compare.html").write_text(page_html(f"compare {config.name}", settings,
                                                     sections), encoding="utf-8")
     (out_dir / "compare.md").write_text(
-        f"Study `{config.name}`; {describe(config)}; seeds {seeds}; {budget} inner epochs "
+        f"Study `{config.name}`; {inner}; seeds {seeds}; {budget} inner epochs "
         "per method and seed.\n\n"
         + markdown_tables(frame, summary, epochs, agreement, curve), encoding="utf-8")
     if images:  # last: the tables are written even where images cannot be

@@ -143,19 +143,36 @@ def stratified_halves(labels: Tensor, share: float, *, seed: int) -> tuple[Tenso
     )
 
 
+def _subset(train: ImageSet, *, subset: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """The ``subset`` images a search keeps (class-balanced; 0: all) and the rest."""
+    if not subset:
+        return train, train.subset(torch.zeros(0, dtype=torch.long))
+    if subset > len(train):
+        raise DatasetError(f"data.subset={subset} exceeds the {len(train)} training images")
+    kept, rest = stratified_halves(train.labels, subset / len(train), seed=seed)
+    return train.subset(kept), train.subset(rest)
+
+
 def search_split(train: ImageSet, *, subset: int, seed: int) -> tuple[ImageSet, ImageSet]:
     """DARTS' split of the training set: one half trains weights, the other alphas.
 
     Both halves are class-balanced; ``subset`` > 0 first keeps that many images,
     class-balanced. The test set is never part of a search.
     """
-    if subset:
-        if subset > len(train):
-            raise DatasetError(f"data.subset={subset} exceeds the {len(train)} training images")
-        kept, _ = stratified_halves(train.labels, subset / len(train), seed=seed)
-        train = train.subset(kept)
+    train, _ = _subset(train, subset=subset, seed=seed)
     weights_index, arch_index = stratified_halves(train.labels, 0.5, seed=seed + 1)
     return train.subset(weights_index), train.subset(arch_index)
+
+
+def holdout_set(train: ImageSet, *, subset: int, holdout: int, seed: int) -> ImageSet:
+    """``holdout`` training images (class-balanced, to rounding per class) outside the
+    ``subset`` that ``search_split`` keeps with the same seed: no search sees them."""
+    _, rest = _subset(train, subset=subset, seed=seed)
+    if holdout > len(rest):
+        raise DatasetError(f"data.holdout={holdout} exceeds the {len(rest)} training images "
+                           f"outside data.subset={subset}")
+    kept, _ = stratified_halves(rest.labels, holdout / len(rest), seed=seed + 2)
+    return rest.subset(kept)
 
 
 class DeviceBatches:
@@ -246,18 +263,25 @@ class SearchData:
     arch_batches: DeviceBatches
     num_classes: int
     in_channels: int
+    holdout_batches: DeviceBatches | None = None  # where the trained objective measures
 
 
 def prepare_data(config: StudyConfig, device: torch.device) -> SearchData:
-    """Load the dataset and split its training set for the search (the test set is dropped)."""
-    train, _ = load_dataset(config.data.dataset, config.data.root, download=config.data.download)
-    weights_half, arch_half = search_split(train, subset=config.data.subset, seed=config.seed)
+    """Load the dataset and split its training set for the search, and the held-out images
+    (``data.holdout``) beside it; the test set is dropped."""
+    data = config.data
+    train, _ = load_dataset(data.dataset, data.root, download=data.download)
+    weights_half, arch_half = search_split(train, subset=data.subset, seed=config.seed)
     mean, std = channel_stats(weights_half)
     common = dict(batch_size=config.search.batch_size, device=device, mean=mean, std=std)
+    holdout = (holdout_set(train, subset=data.subset, holdout=data.holdout, seed=config.seed)
+               if data.holdout else None)
     return SearchData(
-        weight_batches=DeviceBatches(weights_half, crop_padding=config.data.crop_padding,
-                                     flip=config.data.flip, **common),  # type: ignore[arg-type]
+        weight_batches=DeviceBatches(weights_half, crop_padding=data.crop_padding,
+                                     flip=data.flip, **common),  # type: ignore[arg-type]
         arch_batches=DeviceBatches(arch_half, **common),  # type: ignore[arg-type]
         num_classes=len(train.classes),
         in_channels=train.shape[0],
+        holdout_batches=None if holdout is None else DeviceBatches(
+            holdout, **common),  # type: ignore[arg-type]
     )

@@ -86,6 +86,31 @@ def test_the_trained_objective_is_the_derived_cell_trained_from_scratch(
         assert trial.intermediate_values[3] == attrs["supernet_acc"]  # what the pruner sees
 
 
+def test_a_holdout_judges_the_same_searches_cells_on_images_no_search_sees(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    from pipeline.search import prepare_data
+    from pipeline.search.training import TrainSettings, short_training_accuracy
+
+    plain = _with(tiny_config, search={"objective": "trained", "train_epochs": 1, "epochs": 1},
+                  outer={"n_trials": 2, "sampler": "darts"})
+    held = dataclasses.replace(_with(plain, data={"holdout": 300}), name="held")
+    run_study(plain, root=tmp_path, device=CPU)
+    run_study(held, root=tmp_path, device=CPU)  # takes the searches over, trains again
+    data = prepare_data(held, CPU)
+    assert data.holdout_batches is not None  # 300 images to rounding per class:
+    assert abs(len(data.holdout_batches.labels) - 300) <= 5
+    settings = TrainSettings(epochs=1, batch_size=32, channels=4, cells=1)
+    before, after = (load_study(name, root=tmp_path).get_trials() for name in ("tiny", "held"))
+    for old, new in zip(before, after, strict=True):
+        assert new.user_attrs["same_search_as"] == f"tiny/{old.user_attrs['trial_key']}"
+        assert new.user_attrs["cell"] == old.user_attrs["cell"]
+        expected = short_training_accuracy(
+            NB201Genotype.parse(new.user_attrs["cell"]), data.weight_batches,
+            data.holdout_batches, settings=settings, seed=new.user_attrs["seed"],
+            num_classes=10, in_channels=1)
+        assert new.value == expected != old.value
+
+
 def test_resume_adds_trials_and_keeps_the_cma_state(tiny_config: StudyConfig,
                                                     tmp_path: Path) -> None:
     run_study(_with(tiny_config, outer={"n_trials": 5}, search={"epochs": 1}), root=tmp_path,

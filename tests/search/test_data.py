@@ -8,6 +8,7 @@ from pipeline.search.data import (
     DeviceBatches,
     ImageSet,
     channel_stats,
+    holdout_set,
     load_dataset,
     search_split,
 )
@@ -60,6 +61,22 @@ def test_search_split_is_balanced_disjoint_and_seeded() -> None:
     assert torch.equal(a.images, a2.images)
     small, _ = search_split(data, subset=16, seed=1)
     assert len(small) == 8 and torch.bincount(small.labels).tolist() == [2, 2, 2, 2]
+
+
+def test_holdout_is_balanced_outside_the_search_and_seeded() -> None:
+    data = _images(80)
+    weights_half, arch_half = search_split(data, subset=16, seed=1)
+    held = holdout_set(data, subset=16, holdout=20, seed=1)
+    assert len(held) == 20 and torch.bincount(held.labels).tolist() == [5, 5, 5, 5]
+
+    def rows(images: ImageSet) -> set[tuple[int, ...]]:
+        return {tuple(x.flatten().tolist()) for x in images.images}
+
+    assert not rows(held) & (rows(weights_half) | rows(arch_half))
+    assert torch.equal(held.images, holdout_set(data, subset=16, holdout=20, seed=1).images)
+    assert not torch.equal(held.images, holdout_set(data, subset=16, holdout=20, seed=2).images)
+    with pytest.raises(DatasetError, match="holdout=65 exceeds the 64 training images"):
+        holdout_set(data, subset=16, holdout=65, seed=1)
 
 
 def _batches(crop: int = 0, flip: bool = False) -> DeviceBatches:
