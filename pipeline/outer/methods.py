@@ -91,11 +91,19 @@ def run_methods(studies: Sequence[MethodStudy], *, root: str | Path, device: tor
     """
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: it must be >= 1")
-    configs = [study.config for study in studies]
     if jobs > 1:
-        run_side_by_side(configs, jobs=jobs, root=root, storage=storage, device=device,
-                         population=population, progress=progress, publisher=publisher)
+        run_side_by_side([study.config for study in side_by_side_order(studies)], jobs=jobs,
+                         root=root, storage=storage, device=device, population=population,
+                         progress=progress, publisher=publisher)
         return
-    for config in configs:
+    for config in (study.config for study in studies):
         run_study(config, root=root, storage=storage, device=device, progress=progress,
                   population=population, publisher=publisher)
+
+
+def side_by_side_order(studies: Sequence[MethodStudy]) -> list[MethodStudy]:
+    """``studies`` method by method (each method's in their given order) rather than seed by
+    seed: a seed's methods share their first search, and the second of two started side by
+    side would only wait while the first runs it."""
+    rank = {method: i for i, method in enumerate(dict.fromkeys(s.method for s in studies))}
+    return sorted(studies, key=lambda study: rank[study.method])

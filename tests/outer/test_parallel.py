@@ -4,6 +4,7 @@ confined to the studies they hit."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import signal
 import subprocess
@@ -60,6 +61,20 @@ def test_side_by_side_gives_what_one_after_another_gives(
                _outcomes(tmp_path / "together", names).values() for _, state, _, _ in trials)
     assert together.drop(columns="front_hypervolume").equals(
         alone.drop(columns="front_hypervolume"))
+
+
+def test_side_by_side_queues_the_studies_method_by_method(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.outer import method_studies, run_methods
+
+    queued: list[str] = []
+    monkeypatch.setattr(importlib.import_module("pipeline.outer.methods"), "run_side_by_side",
+                        lambda configs, **_: queued.extend(c.name for c in configs))
+    studies = method_studies(tiny_config, seeds=3, only=["darts", "cmaes"])
+    run_methods(studies, root=tmp_path, device=CPU, jobs=2)
+    # a seed's two studies share their first search: the second would wait for the first
+    assert queued == ["tiny-s3-darts", "tiny-s4-darts", "tiny-s5-darts",
+                      "tiny-s3-cmaes", "tiny-s4-cmaes", "tiny-s5-cmaes"]
 
 
 def test_studies_side_by_side_run_their_shared_first_search_once(
