@@ -96,8 +96,8 @@ def run_methods(studies: Sequence[MethodStudy], *, root: str | Path, device: tor
                          root=root, storage=storage, device=device, population=population,
                          progress=progress, publisher=publisher)
         return
-    for config in (study.config for study in studies):
-        run_study(config, root=root, storage=storage, device=device, progress=progress,
+    for study in studies:
+        run_study(study.config, root=root, storage=storage, device=device, progress=progress,
                   population=population, publisher=publisher)
 
 
