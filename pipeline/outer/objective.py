@@ -103,6 +103,8 @@ class Objective:
 
         Raises:
             SurplusTrialError: other workers have taken the budget.
+            optuna.TrialPruned: this study's pruner stops the search taken over from
+                another study at one of its epochs (its result there is recorded).
         """
         if is_surplus(trial, Budget.of(self.config)):
             trial.set_user_attr("fail_reason", SURPLUS)
@@ -130,11 +132,20 @@ class Objective:
             claim.release()
             raise
         trial.set_user_attr("resumed_from_epoch", search.epoch)
-        if source != files:
+        run = TrialRun(trial=trial, search=search, files=files, meta=meta, claim=claim)
+        taken_over = source != files
+        if taken_over:
             trial.set_user_attr("same_search_as", f"{source.parents[1].name}/{source.name}")
-        for record in search.history:
-            self._report(trial, record)
-        return TrialRun(trial=trial, search=search, files=files, meta=meta, claim=claim)
+        for count, record in enumerate(search.history, start=1):
+            # another study's epochs go to this study's pruner as if they ran here; this
+            # trial's own were put to it when they ran
+            if self._report(trial, record) and taken_over and trial.should_prune():
+                claim.release()
+                self._record(run, epochs=count)
+                write_metrics(files / "metrics.jsonl",
+                              (r.to_dict() for r in search.history[:count]))
+                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+        return run
 
     def after_epoch(self, run: TrialRun, record: EpochRecord) -> None:
         """Checkpoint a finished epoch and report it.
@@ -222,10 +233,11 @@ class Objective:
         return record.valid_acc
 
     def _record(self, run: TrialRun, *, trained_acc: float | None = None,
-                train_time_s: float | None = None) -> float:
-        """Store the result as user attrs (and with the publisher); returns the cell's
-        evaluation-network parameters in millions."""
-        history = run.search.history
+                train_time_s: float | None = None, epochs: int | None = None) -> float:
+        """Store the result, after the search's first ``epochs`` (default: all it ran), as
+        user attrs (and with the publisher); returns the cell's evaluation-network
+        parameters in millions."""
+        history = run.search.history[:epochs]
         last = history[-1]
         genotype = parse_genotype(last.genotype)
         params = get_space(self.config.space.name).eval_params(
@@ -238,7 +250,7 @@ class Objective:
             "train_time_s": train_time_s,
             "eval_params_M": params / 1e6,
             "alpha_softmax": last.alpha_softmax,
-            "epochs_run": run.search.epoch,
+            "epochs_run": run.search.epoch if epochs is None else epochs,
             "cell_history": [r.genotype for r in history],
             "wall_time_s": sum(r.seconds for r in history),
             **genotype.op_shares(),

@@ -84,6 +84,8 @@ def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: O
             except SurplusTrialError:
                 study.tell(trial, state=TrialState.FAIL)
                 break
+            except optuna.TrialPruned:  # a search taken over, pruned at an epoch it ran
+                study.tell(trial, state=TrialState.PRUNED)
             except BaseException as error:
                 _tell_failed(study, trial, error)
                 raise

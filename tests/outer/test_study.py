@@ -111,6 +111,27 @@ def test_a_holdout_judges_the_same_searches_cells_on_images_no_search_sees(
         assert new.value == expected != old.value
 
 
+def test_a_study_prunes_the_searches_it_takes_over_as_it_would_have_run_them(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    plain = _with(tiny_config, outer={"n_trials": 4, "sampler": "darts"})
+    pruned = dataclasses.replace(_with(plain, outer={
+        "n_trials": 4, "sampler": "darts", "pruner": "percentile", "percentile": 75.0,
+        "startup_trials": 1, "warmup_epochs": 0}), name="pruned")
+    run_study(plain, root=tmp_path / "shared", device=CPU)
+    run_study(pruned, root=tmp_path / "shared", device=CPU)  # takes plain's searches over
+    run_study(pruned, root=tmp_path / "alone", device=CPU)
+
+    def outcome(root: Path) -> list[tuple]:
+        return [(t.state, t.intermediate_values, t.user_attrs["epochs_run"],
+                 t.user_attrs["cell"]) for t in load_study("pruned", root=root).get_trials()]
+
+    taken_over = load_study("pruned", root=tmp_path / "shared").get_trials()
+    assert all("same_search_as" in t.user_attrs for t in taken_over)
+    alone = outcome(tmp_path / "alone")
+    assert any(state == TrialState.PRUNED for state, *_ in alone)  # the pruner had work
+    assert outcome(tmp_path / "shared") == alone
+
+
 def test_resume_adds_trials_and_keeps_the_cma_state(tiny_config: StudyConfig,
                                                     tmp_path: Path) -> None:
     run_study(_with(tiny_config, outer={"n_trials": 5}, search={"epochs": 1}), root=tmp_path,
