@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+import torch
 
 from pipeline.checkpoint import (
     CheckpointError,
@@ -114,8 +115,7 @@ class Objective:
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
         for name, value in {"cell": trial.user_attrs.get("cell"),  # first: the dashboard
                             "original_number": number, "trial_key": trial_key(number),
-                            "seed": seed, "init_seed": init_seed, "device": str(self.device),
-                            "worker": f"{socket.gethostname()}:{os.getpid()}"}.items():
+                            "seed": seed, "init_seed": init_seed, **self._runs_on()}.items():
             trial.set_user_attr(name, value)
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}
@@ -224,6 +224,11 @@ class Objective:
             return False
         trial.report(self._value(record), record.epoch)
         return True
+
+    def _runs_on(self) -> dict[str, str | int]:
+        """Where the trial runs, and on how many CPU threads, which set its rounding."""
+        return {"device": str(self.device), "threads": torch.get_num_threads(),
+                "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
     def _value(self, record: EpochRecord) -> float:
         """An epoch's accuracy as the pruner sees it."""

@@ -52,6 +52,7 @@ def test_three_trial_study_records_everything(tiny_config: StudyConfig, tmp_path
         assert len(attrs["alpha_softmax"]) == 6
         assert {"skip_share", "pool_share", "none_share", "seed", "wall_time_s",
                 "device"} <= set(attrs)
+        assert attrs["threads"] == torch.get_num_threads()  # the worker's share
         assert attrs["epochs_run"] == 3 and sorted(trial.intermediate_values) == [1, 2, 3]
         assert len(_metrics(tmp_path, "tiny", attrs["trial_key"])) == 3
     assert len({t.user_attrs["seed"] for t in trials}) == 3
