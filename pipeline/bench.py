@@ -88,13 +88,14 @@ def _seconds(step: Callable[[], None], device: torch.device) -> float:
 
 def check_iterations(orders: Sequence[int], populations: Sequence[int],
                      compiled: bool) -> None:
-    """Refuse iteration timings that cannot run.
+    """Refuse iteration timings that cannot run (a population above 1 is timed at first
+    order only).
 
     Raises:
-        ConfigError: a population size below 1; a population above 1 with second order or
-            compiling (populations run first-order DARTS, eagerly).
+        ConfigError: a population size below 1; populations above 1 with second order
+            alone, or with compiling (populations run first-order DARTS, eagerly).
     """
-    if any(k < 1 for k in populations) or (max(populations) > 1 and 2 in orders):
+    if any(k < 1 for k in populations) or (min(populations) > 1 and 1 not in orders):
         raise ConfigError("--population takes sizes >= 1; above 1 it needs --order 1 "
                           "(populations run first-order DARTS)")
     if max(populations) > 1 and compiled:

@@ -21,10 +21,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is corrupt, from another schema, or from another trial setup."""
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any, *, make_folder: bool = True) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    a reader (or a crash) sees the old file or the new one, never half of one. Without
+    ``make_folder``, a missing folder is a ``FileNotFoundError``, not made anew."""
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -37,10 +39,11 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save_checkpoint(path: Path, state: Mapping[str, Any], *, meta: Mapping[str, Any]) -> None:
+def save_checkpoint(path: Path, state: Mapping[str, Any], *, meta: Mapping[str, Any],
+                    make_folder: bool = True) -> None:
     """Save a search state with ``meta`` (what it belongs to) and the schema version."""
     payload = {"schema_version": SCHEMA_VERSION, "meta": dict(meta), "state": dict(state)}
-    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    atomic_write(path, lambda handle: torch.save(payload, handle), make_folder=make_folder)
 
 
 def load_checkpoint(path: Path, *, meta: Mapping[str, Any], keys: Iterable[str],
@@ -83,10 +86,11 @@ def load_checkpoint(path: Path, *, meta: Mapping[str, Any], keys: Iterable[str],
     return state
 
 
-def write_metrics(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+def write_metrics(path: Path, records: Iterable[Mapping[str, Any]], *,
+                  make_folder: bool = True) -> None:
     """Rewrite the metrics log (one JSON object per line) atomically."""
     text = "".join(json.dumps(dict(record)) + "\n" for record in records)
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()), make_folder=make_folder)
 
 
 def append_metrics(path: Path, record: Mapping[str, Any]) -> None:

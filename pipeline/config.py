@@ -349,6 +349,15 @@ class StudyConfig:
         _check(self.data.holdout == 0 or self.search.accuracy_objective == "trained",
                "data.holdout", 'is measured on by search.objective = "trained" only',
                self.data.holdout)
+        _check(self.search.arch_lr > 0 or self.search.selection == "perturbation",
+               "search.arch_lr", '0 (alphas fixed at their start) needs search.selection = '
+               '"perturbation": argmax would return the start\'s own argmax (from plain '
+               "DARTS' uniform start, the all-none cell)", self.search.arch_lr)
+        _check(self.search.arch_lr > 0 or self.start.alpha_range > 0
+               or self.outer.sampler == "darts", "start.alpha_range",
+               "must be > 0 when search.arch_lr = 0: the derived box (arch_lr x steps) has "
+               "width 0, so every start would be plain DARTS' (docs/results.md's fixed-alpha "
+               "studies use 0.5)", self.start.alpha_range)
         budget, epochs = self.outer.epoch_budget, self.search.epochs
         _check(budget == 0 or budget >= epochs, "outer.epoch_budget",
                f"must be 0 (count trials) or hold one search (>= search.epochs = {epochs})",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,23 +100,37 @@ _keys = st.sampled_from(["seed", "name", "search.epochs", "search.arch_lr", "sea
                          "search.bogus", "outer"])
 
 
+def _as_toml(value: object) -> str:
+    """A value as the TOML text an override gives it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_as_toml, value)) + "]"
+    return repr(value)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(_keys, _values), max_size=4))
-def test_any_override_loads_or_gives_config_error(tmp_path_factory: pytest.TempPathFactory,
-                                                 pairs: list[tuple[str, object]]) -> None:
+def test_any_override_applies_or_gives_one_config_error(pairs: list[tuple[str, object]]
+                                                        ) -> None:
+    """``apply_override`` walks any dotted key: the config then holds each key's last value
+    (coerced to its field's type) and round-trips, or a one-line ``ConfigError`` refuses."""
     data = to_dict(StudyConfig(name="p"))
     try:
         for key, value in pairs:
-            *sections, leaf = key.split(".")
-            node = data
-            for section in sections:
-                node = node.setdefault(section, {})
-                if not isinstance(node, dict):
-                    raise ConfigError("not a section")
-            node[leaf] = value
-        from_dict(data)
-    except ConfigError:
-        pass
+            cfg.apply_override(data, f"{key}={_as_toml(value)}")
+        config = from_dict(data)
+    except ConfigError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    for key, value in dict(pairs).items():
+        held: object = config
+        for part in key.split("."):
+            held = getattr(held, part)
+        assert held == (tuple(value) if isinstance(value, list) else value), key
+    assert from_dict(to_dict(config)) == config
 
 
 _toml_values = st.sampled_from([
@@ -173,3 +188,30 @@ def test_two_objectives_need_a_sampler_and_pruner_that_support_them(study_file: 
     assert search.accuracy_objective == "discrete"
     single = load(study_file, ["search.objective=['discrete']"]).search
     assert single.objective == "discrete" and not single.multi_objective
+
+
+def test_fixed_alphas_need_perturbation_selection_and_a_start_box(study_file: Path) -> None:
+    with pytest.raises(ConfigError, match='search.arch_lr 0 .* needs search.selection = '
+                                          '"perturbation"'):
+        load(study_file, ["search.arch_lr=0"])
+    with pytest.raises(ConfigError, match="start.alpha_range must be > 0 when search.arch_lr"):
+        load(study_file, ["search.arch_lr=0", "search.selection=perturbation"])
+    plain = load(study_file, ["search.arch_lr=0", "search.selection=perturbation",
+                              "outer.sampler=darts"])
+    assert plain.start.alpha_range == 0  # plain starts need no box
+    assert load(study_file, ["search.arch_lr=0", "search.selection=perturbation",
+                             "start.alpha_range=0.5"]).start.alpha_range == 0.5
+
+
+def test_the_readmes_fixed_alpha_example_runs_as_written(study_file: Path) -> None:
+    from pipeline import cli
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = re.search(r"globaldarts search (\S+) (.*search\.arch_lr=0.*\n.*)", readme)
+    assert command is not None
+    sets = re.findall(r"--set (\S+)", command.group(2))
+    assert load(Path(__file__).parents[1] / command.group(1), sets).search.arch_lr == 0
+    root = str(study_file.parent)  # the same settings on the tiny study, one short search
+    assert cli.main(["search", str(study_file), "--root", root, "-q", *(
+        arg for s in sets for arg in ("--set", s)), "--n-trials", "2", "--set",
+        "search.epochs=1", "--set", "search.selection_tune_epochs=0"]) == 0

@@ -92,13 +92,16 @@ def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> l
     pairs = [(with_overrides(config, [f"search.variant={name}"]), order)
              for name in args.variant or [config.search.variant] for order in args.order]
     runnable = [(timed, order) for timed, order in pairs
-                if order == 1 or timed.search.variant not in FIRST_ORDER_ONLY]
+                if order == 1 or (timed.search.variant not in FIRST_ORDER_ONLY
+                                  and 1 in args.population)]
     if not runnable:
         raise ConfigError(f"--order 2 cannot time {', '.join(FIRST_ORDER_ONLY)} (first order "
                           "only): add --order 1")
     for name in sorted({timed.search.variant for timed, order in pairs if order == 2}
                        & set(FIRST_ORDER_ONLY)):
         print(f"{name}: first order only, its second order is not timed")
+    if 2 in args.order and max(args.population) > 1:
+        print("populations run first order: their second order is not timed")
     return [in_fresh_process(measure_iteration, config=timed, order=order, device=device,
                              warmup=args.warmup, iterations=args.iterations,
                              population=population,
@@ -106,7 +109,7 @@ def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> l
                              compiled=mode == "compiled")
             for timed, order in runnable
             for memory_format in args.memory_format for mode in args.mode
-            for population in args.population]
+            for population in args.population if order == 1 or population == 1]
 
 
 def _print_records(records: list) -> None:  # type: ignore[type-arg]

@@ -60,6 +60,7 @@ class Compare:
         from pipeline.spaces import get_space
 
         config = load(args.study, args.set)
+        _check_before_searching(args)
         signal.signal(signal.SIGTERM, raise_terminated)
         configs = ([variant_config(config, name) for name in args.variants] if args.variants
                    else [config])
@@ -90,6 +91,24 @@ class Compare:
         if args.images:
             print(f"images         {out_dir}/*.png")
         return 0
+
+
+def _check_before_searching(args: argparse.Namespace) -> None:
+    """Refuse what would fail only after hours of searches: a method or variant named twice
+    (its studies would run and be tabulated twice), a picks file that cannot take the rows.
+
+    Raises:
+        ConfigError: either of them.
+    """
+    from pipeline.config import ConfigError
+    from pipeline.results.compare import check_picks
+
+    for option, names in (("--methods", args.methods or []), ("--variants", args.variants or [])):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"{option} names {', '.join(twice)} more than once")
+    if args.picks:
+        check_picks(Path(args.picks))
 
 
 def _out_dirs(out: str, name: str, configs: list[StudyConfig]) -> tuple[Path, list[Path]]:

@@ -88,13 +88,19 @@ def _cell(spec: str, args: argparse.Namespace) -> tuple[Genotype, StudyConfig]:
 
 def _retrain(genotype: Genotype, config: StudyConfig, args: argparse.Namespace) -> int:
     """Train the cell's evaluation network from scratch and print its test accuracy."""
-    from pipeline.results.retrain import evaluation_checkpoint, result_path, retrain_cell
+    from pipeline.results.retrain import (
+        evaluation_checkpoint,
+        evaluation_key,
+        result_path,
+        retrain_cell,
+    )
     from pipeline.search.training import train_settings
 
     settings = train_settings(config, genotype)
     checkpoint = evaluation_checkpoint(Path(args.out), config, genotype)
     result = retrain_cell(config, genotype, device=pick_device(args.device),
-                          checkpoint=checkpoint, progress=show_progress(args))
+                          checkpoint=checkpoint, progress=show_progress(args),
+                          key=evaluation_key(config, genotype))
     if result.resumed_after:
         print(f"resumed        after epoch {result.resumed_after} of {result.epochs}, from "
               f"{checkpoint}")

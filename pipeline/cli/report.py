@@ -18,13 +18,19 @@ class Report:
 
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.outer import load_study
+        from pipeline.outer.folder import belongs
+        from pipeline.outer.storage import default_storage
         from pipeline.outer.study import state_dir
         from pipeline.results.report import write_report
 
         study = load_study(args.name, root=args.root, storage=args.storage)
-        path = write_report(study, state_dir(args.root, args.name), Path(args.out) / args.name,
+        folder = state_dir(args.root, args.name)
+        own = belongs(folder, study, args.storage or default_storage(folder))
+        path = write_report(study, folder if own else None, Path(args.out) / args.name,
                             images=args.images)
         print(f"report         {path}")
+        if not own:
+            print(f"note           no learning curves: {folder} holds another study's files")
         print(f"trials table   {path.with_name('trials.csv')}")
         if args.images:
             print(f"images         {path.parent}/*.png")

@@ -23,6 +23,9 @@ class List:
         if not listings:
             print(f"no studies under {args.root}" if args.storage is None else "no studies")
         for study in listings:
+            if study.problem is not None:
+                print(f"{study.name:30} unreadable: {study.problem}")
+                continue
             states = ", ".join(f"{n} {state.lower()}" for state, n in study.states.items())
             best = "-" if study.best is None else f"{study.best:.2f} %"
             print(f"{study.name:30} {study.space:6} {study.sampler:7} best {best:9} "
@@ -42,12 +45,12 @@ class Fork:
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.outer.catalog import fork_study
 
-        _, path, warm = fork_study(args.study, args.new, args.set, root=args.root,
-                                        storage=args.storage)
-        print(f"study file     {path}")
-        print(f"warm start     {warm} complete trials of {args.study}" if warm else
-              "warm start     none (it needs a CMA-ES study with 10 complete trials)")
-        print(f"next           globaldarts search {path}"
+        fork = fork_study(args.study, args.new, args.set, root=args.root,
+                          storage=args.storage)
+        print(f"study file     {fork.path}")
+        print(f"warm start     {fork.warm} complete trials of {args.study}" if fork.warm else
+              f"warm start     none: {fork.why_not}")
+        print(f"next           globaldarts search {fork.path}"
               + ("" if args.storage is None else " --storage URL"))
         return 0
 
@@ -61,6 +64,8 @@ class Delete:
         parser.add_argument("study", help="the study to delete")
         parser.add_argument("--yes", action="store_true",
                             help="really delete it: its trials, checkpoints and artifacts")
+        parser.add_argument("--force", action="store_true",
+                            help="delete it even while a worker runs it (that worker stops)")
 
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.config import check_study_name
@@ -70,6 +75,10 @@ class Delete:
         if not args.yes:
             raise ConfigError(f"deleting study {args.study!r} removes its trials, checkpoints "
                               "and artifacts for good; add --yes to do it")
-        trials = delete_study(args.study, root=args.root, storage=args.storage)
-        print(f"deleted        study {args.study} ({trials} trials)")
+        deleted = delete_study(args.study, root=args.root, storage=args.storage,
+                               force=args.force)
+        print(f"deleted        study {args.study} ({deleted.trials} trials)"
+              + ("" if deleted.folder is None else f" and its folder {deleted.folder}"))
+        for note in deleted.notes:
+            print(f"note           {note}")
         return 0

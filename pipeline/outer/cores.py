@@ -4,6 +4,7 @@ running on this machine under the same study root, so that they do not thrash.""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -14,32 +15,53 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+WORKERS_DIR = ".workers"
 
-def alive(pid: int) -> bool:
-    """Whether a process of this machine is running."""
+
+def process_start(pid: int) -> str | None:
+    """When a process of this machine started (clock ticks after boot, from ``/proc``), so
+    that a registration outliving its process is not taken for a later process that got
+    the same number; None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()[19]  # field 22: starttime
+
+
+def alive(pid: int, started: str | None = None) -> bool:
+    """Whether a process of this machine is running, and, given when it ``started``
+    (``process_start``), is still that process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
-    return True
+        pass
+    return started is None or process_start(pid) in (None, started)
+
+
+def worker_id() -> str:
+    """This worker as ``host:pid``, the name its registration and its trials carry."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class CoreShare:
-    """This worker's share of the machine's cores while it runs: it registers under
-    ``ROOT/.workers`` and, before each trial, takes the cores it may use (its CPU affinity)
-    divided by the workers registered there. ``OMP_NUM_THREADS``, when set, is the user's
-    own choice and is kept."""
+    """This worker's share of the machine's cores while it runs study ``study``: it
+    registers under ``ROOT/.workers`` (its study and its process's start time) and, before
+    each trial, takes the cores it may use (its CPU affinity) divided by the workers
+    registered there. ``OMP_NUM_THREADS``, when set, is the user's own choice and is kept."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.folder = Path(root) / ".workers"
+    def __init__(self, root: str | Path, study: str = "") -> None:
+        self.folder = Path(root) / WORKERS_DIR
         self.host = socket.gethostname()
-        self.me = self.folder / f"{self.host}:{os.getpid()}"
+        self.me = self.folder / worker_id()
+        self.study = study
 
     def __enter__(self) -> CoreShare:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.me.touch()
+        self.me.write_text(json.dumps({"study": self.study,
+                                       "started": process_start(os.getpid())}))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -51,14 +73,7 @@ class CoreShare:
     def workers(self) -> int:
         """The live workers registered on this machine (this one included); the files of
         workers that died are removed."""
-        count = 0
-        for entry in self.folder.glob(f"{self.host}:*"):
-            pid = entry.name.rpartition(":")[2]
-            if pid.isdigit() and alive(int(pid)):
-                count += 1
-            else:
-                entry.unlink(missing_ok=True)
-        return max(count, 1)
+        return max(len(live_registrations(self.folder.parent, host=self.host)), 1)
 
     def apply(self) -> int:
         """Set this process's thread count to its share; returns it."""
@@ -69,3 +84,24 @@ class CoreShare:
             logger.info("using %d CPU threads", threads)
             torch.set_num_threads(threads)
         return threads
+
+
+def live_registrations(root: str | Path, *, host: str | None = None) -> dict[str, str]:
+    """The live workers registered under ``root`` on this machine, as ``host:pid`` ->
+    the study each runs ("" when a registration does not say); the registrations of
+    processes that ended (or whose number a later process took) are removed."""
+    host = host or socket.gethostname()
+    live = {}
+    for entry in (Path(root) / WORKERS_DIR).glob(f"{host}:*"):
+        pid = entry.name.rpartition(":")[2]
+        try:
+            record = json.loads(entry.read_text() or "{}")
+        except (OSError, ValueError):
+            record = {}
+        if not isinstance(record, dict):
+            record = {}
+        if pid.isdigit() and alive(int(pid), record.get("started")):
+            live[entry.name] = str(record.get("study", ""))
+        else:
+            entry.unlink(missing_ok=True)
+    return live

@@ -3,11 +3,11 @@ checkpoint and report every epoch, and record the result."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,8 @@ from pipeline.checkpoint import (
 from pipeline.config import StudyConfig
 from pipeline.outer.budget import Budget, is_surplus
 from pipeline.outer.claims import SearchClaim
+from pipeline.outer.cores import process_start, worker_id
+from pipeline.outer.storage import StudyDeletedError
 from pipeline.outer.trials import (
     SURPLUS,
     SurplusTrialError,
@@ -122,7 +124,9 @@ class Objective:
         files = self.state_dir / "trials" / trial_key(number)
         meta = {"config": trial_config(self.config), "x": x, "seed": seed,
                 "init_seed": init_seed}
-        files.mkdir(parents=True, exist_ok=True)
+        with self._own_files():  # not with parents: a deleted study's is not made anew
+            (self.state_dir / "trials").mkdir(exist_ok=True)
+            files.mkdir(exist_ok=True)
         key = search_key(meta)
         (files / f"search-{key}.id").touch()  # how other studies find it
         claim = SearchClaim(self.state_dir.parent, key, wait=wait)
@@ -140,21 +144,35 @@ class Objective:
             # another study's epochs go to this study's pruner as if they ran here; this
             # trial's own were put to it when they ran
             if self._report(trial, record) and taken_over and trial.should_prune():
-                claim.release()
-                self._record(run, epochs=count)
-                write_metrics(files / "metrics.jsonl",
-                              (r.to_dict() for r in search.history[:count]))
-                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+                self._prune_taken_over(run, epochs=count)
         return run
+
+    def _prune_taken_over(self, run: TrialRun, *, epochs: int) -> None:
+        """Stop a search taken over from another study after its first ``epochs``, where
+        this study's pruner stops it: record it there.
+
+        Raises:
+            optuna.TrialPruned: always.
+        """
+        run.claim.release()
+        self._record(run, epochs=epochs)
+        with self._own_files():
+            write_metrics(run.files / "metrics.jsonl",
+                          (r.to_dict() for r in run.search.history[:epochs]),
+                          make_folder=False)
+        raise optuna.TrialPruned(f"pruned after epoch {run.search.history[epochs - 1].epoch}")
 
     def after_epoch(self, run: TrialRun, record: EpochRecord) -> None:
         """Checkpoint a finished epoch and report it.
 
         Raises:
             optuna.TrialPruned: the pruner stopped the trial (its result is recorded).
+            StudyDeletedError: the study's folder is gone: the study was deleted.
         """
-        save_checkpoint(run.files / "ckpt.pt", run.search.state_dict(), meta=run.meta)
-        append_metrics(run.files / "metrics.jsonl", record.to_dict())
+        with self._own_files():
+            save_checkpoint(run.files / "ckpt.pt", run.search.state_dict(), meta=run.meta,
+                            make_folder=False)
+            append_metrics(run.files / "metrics.jsonl", record.to_dict())
         if self._report(run.trial, record) and run.trial.should_prune():
             self._record(run)
             raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
@@ -210,12 +228,30 @@ class Objective:
                 continue
             logger.info("trial %s resumes after epoch %d%s", files.name, search.epoch,
                         "" if own else f" of the same search in {source}")
-            if not own:  # the trial's files are complete without the other study's
-                save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta)
-            write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history))
+            with self._own_files():
+                if not own:  # the trial's files are complete without the other study's
+                    save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta,
+                                    make_folder=False)
+                write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history),
+                              make_folder=False)
             return search, source
-        write_metrics(files / "metrics.jsonl", ())
+        with self._own_files():
+            write_metrics(files / "metrics.jsonl", (), make_folder=False)
         return search, files
+
+    @contextlib.contextmanager
+    def _own_files(self) -> Iterator[None]:
+        """Write a trial's files, which are never made anew when the study's folder is gone.
+
+        Raises:
+            StudyDeletedError: the folder is gone: the study was deleted.
+        """
+        try:
+            yield
+        except FileNotFoundError:
+            if self.state_dir.is_dir():
+                raise
+            raise StudyDeletedError(self.config.name) from None
 
     def _report(self, trial: optuna.Trial, record: EpochRecord) -> bool:
         """Report an epoch's value to the pruner; a two-objective study has none, since
@@ -228,7 +264,7 @@ class Objective:
     def _runs_on(self) -> dict[str, str | int]:
         """Where the trial runs, and on how many CPU threads, which set its rounding."""
         return {"device": str(self.device), "threads": torch.get_num_threads(),
-                "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                "worker": worker_id(), "worker_started": process_start(os.getpid()) or ""}
 
     def _value(self, record: EpochRecord) -> float:
         """An epoch's accuracy as the pruner sees it."""

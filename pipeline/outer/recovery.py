@@ -4,6 +4,7 @@ retry that resumes from their checkpoint with the same start point and seed."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import warnings
 
@@ -29,15 +30,20 @@ def recover(study: optuna.Study, *, heartbeat: bool) -> list[int]:
 
 def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     """Fail, as interrupted, the running trials whose worker ran on this machine and whose
-    process has ended (killed, say): they need not wait for a heartbeat's grace period,
-    and on a journal file, which keeps none, nothing else would ever end them."""
+    process has ended (killed, say), and those of this very process, which runs no trial
+    while it recovers (its own tell failed): they need not wait for a heartbeat's grace
+    period, and on a journal file, which keeps none, nothing else would ever end them."""
     host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or alive(int(pid)):
+        if worker_host != host or not pid.isdigit():
             continue
-        reason = f"{INTERRUPTED}: its worker {host}:{pid} is gone"
+        own = int(pid) == os.getpid()
+        if not own and alive(int(pid), trial.user_attrs.get("worker_started") or None):
+            continue
+        reason = (f"{INTERRUPTED}: its worker {host}:{pid} "
+                  + ("ended it without telling" if own else "is gone"))
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
         study.tell(trial.number, state=TrialState.FAIL)
         logger.info("trial %d: %s", trial.number, reason)

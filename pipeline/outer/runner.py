@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from pipeline.outer.budget import Budget
 from pipeline.outer.objective import Objective, TrialRun
 from pipeline.outer.progress import TrialProgress
+from pipeline.outer.storage import StudyDeletedError
 from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
 from pipeline.search import DivergedError, Population
 
@@ -49,6 +50,8 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
             for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
                                               key=lambda r: r.search.epoch):
                 _run_population(study, objective, list(group), progress=progress)
+    except StudyDeletedError:  # nothing left to tell
+        raise
     except BaseException as error:  # an interruption, or a failure none of them expects
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         for run in runs:
@@ -99,7 +102,10 @@ def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: O
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
     """Fail a trial with the reason ``error`` gives. If the storage cannot take it (a full
-    disk holds the database too), the trial stays running for recovery to find."""
+    disk holds the database too), the trial stays running for recovery to find; in a
+    deleted study there is nothing to tell."""
+    if isinstance(error, StudyDeletedError):
+        return
     try:
         trial.set_user_attr("fail_reason", failure_reason(error))
         study.tell(trial, state=TrialState.FAIL)
@@ -129,8 +135,12 @@ def _heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage,
 
     def beat() -> None:
         while True:
-            for trial_id in trial_ids:
-                storage.record_heartbeat(trial_id)
+            try:
+                for trial_id in trial_ids:
+                    storage.record_heartbeat(trial_id)
+            except Exception as error:  # the study deleted, say: the trial's own writes fail
+                logger.debug("trial heartbeats stopped: %s", error)
+                return
             if stop.wait(interval):
                 return
 

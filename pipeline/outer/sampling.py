@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.trial import FrozenTrial
 
 from pipeline.config import StudyConfig
@@ -18,6 +20,23 @@ logger = logging.getLogger(__name__)
 
 # WS-CMA-ES starts from the best tenth of the source trials: it needs ten at least.
 WARM_START_TRIALS = 10
+# The study attribute that keeps the trials a study was warm-started from.
+WARM_START_COPY = "warm_start_trials"
+
+
+def encode_trials(trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
+    """Complete trials as plain data (their start vector and value), for a study attribute."""
+    return [{"params": t.params, "value": t.values[0],
+             "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()}}
+            for t in trials]
+
+
+def decode_trials(records: Sequence[dict[str, Any]]) -> list[FrozenTrial]:
+    """The trials ``encode_trials`` wrote."""
+    return [optuna.trial.create_trial(
+        params=r["params"], value=r["value"],
+        distributions={k: json_to_distribution(d) for k, d in r["distributions"].items()})
+        for r in records]
 
 
 def warm_start_trials(trials: Sequence[FrozenTrial], start_space: StartSpace

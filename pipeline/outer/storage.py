@@ -27,11 +27,22 @@ SCHEMA_ATTEMPTS = 5
 # SQLAlchemy's make_url(...).render_as_string(hide_password=True): it splits an unencoded
 # '@' at the first one and shows the rest, and it keeps ?password=... as it is.)
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/'\"]*):([^\s'\"]*)@")
-_NAMED_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)=([^\s&'\"]*)")
+# A secret setting: any name holding one of these words (password, sslpassword, PGPASSWORD,
+# aws_secret_access_key, sslkey, ...), '=' and its value, quoted or up to '&' or a blank.
+_SECRET_NAME = r"[\w.-]*(?:password|passwd|pwd|secret|token|sslkey)[\w.-]*"
+_NAMED_SECRET = re.compile(rf"(?i)\b({_SECRET_NAME})(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&'\"]*)")
 
 
 class StudyError(RuntimeError):
     """A study that cannot be opened as asked (bad storage, changed config, unknown name)."""
+
+
+class StudyDeletedError(StudyError):
+    """The study was deleted while a worker ran it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"study {name!r} was deleted while this worker ran it; this worker "
+                         "stops")
 
 
 def default_storage(directory: Path) -> str:
@@ -40,32 +51,52 @@ def default_storage(directory: Path) -> str:
 
 
 def redact(text: str, *, url: str | None = None) -> str:
-    """Hide the passwords in ``text``: those of storage URLs (``user:PASSWORD@host``),
-    ``password=...`` settings (a URL's query, a driver's connection string), and every
-    other occurrence of ``url``'s passwords (a driver may echo one, decoded, anywhere)."""
-    secrets = _passwords(url) if url else set()
+    """Hide the secrets in ``text``: the passwords of storage URLs (``user:PASSWORD@host``),
+    every secret setting (``password=``, ``sslpassword=``, ``sslkey=``, ... in a URL's query
+    or a driver's connection string), and every other occurrence of ``url``'s secrets (a
+    driver may echo one, decoded, anywhere), whatever characters they hold."""
+    secrets = _secrets(url) if url else set()
     text = _URL_PASSWORD.sub(r"\1:***@", text)
-    text = _NAMED_PASSWORD.sub(r"\1=***", text)
+    text = _NAMED_SECRET.sub(r"\1\2***", text)
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
 
-def _passwords(url: str) -> set[str]:
-    """The passwords a storage URL holds, as written and percent-decoded, and the pieces
-    between their '@', ':' and '/' (a driver that parses the URL otherwise may echo one
-    as a host name); two characters or more, or every message would be blanked out."""
+def _secrets(url: str) -> set[str]:
+    """The secrets a storage URL holds: its password (everything between the user name's
+    ':' and the last '@' before the query, blanks included) and its secret settings, each
+    as written and decoded, and the pieces between their '@', ':' and '/' (a driver that
+    parses the URL otherwise may echo one as a host name); two characters or more, or
+    every message would be blanked out."""
     found = [m.group(2) for m in _URL_PASSWORD.finditer(url)]
-    found += [m.group(2) for m in _NAMED_PASSWORD.finditer(url)]
+    _, separator, rest = url.partition("://")
+    authority = rest.split("?", 1)[0]
+    if separator and "@" in authority:
+        _, colon, password = authority[:authority.rfind("@")].partition(":")
+        found += [password] if colon else []
+    query = rest.partition("?")[2]
+    found += [value for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True)
+              if re.fullmatch(f"(?i){_SECRET_NAME}", name)]
+    found += [m.group(3).strip("'\"") for m in _NAMED_SECRET.finditer(url)]
     found += [urllib.parse.unquote(secret) for secret in found]
+    found += [urllib.parse.unquote_plus(secret) for secret in found]
     found += [piece for secret in found for piece in re.split(r"[@:/]", secret)]
-    return {secret for secret in found if len(secret) > 1}
+    return {secret for secret in found if len(secret.strip()) > 1}
 
 
 def is_journal(url: str) -> bool:
     """Whether a storage URL names an Optuna journal file (a path ending in ``.log`` or
     ``.journal``)."""
     return url.endswith((".log", ".journal")) and "://" not in url
+
+
+def local_file(url: str) -> Path | None:
+    """The file of an SQLite database or a journal that a storage URL names; None for a
+    database server."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return Path(url) if is_journal(url) else None
 
 
 def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 30,

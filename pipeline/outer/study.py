@@ -9,7 +9,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +29,25 @@ from pipeline.config import (
 )
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
 from pipeline.outer.cores import CoreShare
+from pipeline.outer.folder import check_folder, claim_folder
 from pipeline.outer.objective import Objective, Publisher
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.progress import StudyProgress
 from pipeline.outer.recovery import fail_dead_local_trials, recover
 from pipeline.outer.runner import run_trials
-from pipeline.outer.sampling import build_pruner, build_sampler
+from pipeline.outer.sampling import (
+    WARM_START_COPY,
+    build_pruner,
+    build_sampler,
+    decode_trials,
+    encode_trials,
+)
 from pipeline.outer.storage import (
+    StudyDeletedError,
     StudyError,
     default_storage,
     is_journal,
+    local_file,
     make_storage,
     redact,
 )
@@ -104,6 +113,8 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
         study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
                                 "evaluation-network parameters (M)"
                                 ][:len(config.search.objectives)])
+        if source_trials:  # it starts from these for good, whatever becomes of their study
+            study.set_user_attr(WARM_START_COPY, encode_trials(source_trials))
         if config.outer.start_at_centre and config.outer.sampler != "darts":
             study.enqueue_trial(start_space.centre())
         return study
@@ -128,26 +139,15 @@ def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> N
                        "; ".join(changed))
 
 
-def _finished_study(config: StudyConfig, storage_url: str, budget: Budget, *,
-                    force: bool) -> optuna.Study | None:
-    """The study, if it exists (opening it creates no file) and has spent its budget: then
-    resuming it runs nothing, and its data need not be loaded. None otherwise.
-
-    Raises:
-        StudyError: it exists with another config (see ``_check_config``).
-    """
-    local = (storage_url.removeprefix("sqlite:///") if storage_url.startswith("sqlite:///")
-             else None if "://" in storage_url else storage_url)
-    if local is not None and not Path(local).exists():
+def _existing_study(name: str, storage_url: str) -> optuna.Study | None:
+    """The study, if it exists in its storage; looking creates no file."""
+    local = local_file(storage_url)
+    if local is not None and not local.exists():
         return None
     try:
-        study = optuna.load_study(study_name=config.name, storage=make_storage(storage_url))
+        return optuna.load_study(study_name=name, storage=make_storage(storage_url))
     except KeyError:
         return None
-    if "config" not in study.user_attrs or budget.has_room(study.get_trials(deepcopy=False), 0):
-        return None
-    _check_config(study, config, force=force)
-    return study
 
 
 def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
@@ -168,33 +168,71 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     budget = Budget.of(config)
-    finished = _finished_study(config, storage_url, budget, force=force)
-    if finished is not None:
-        return summarize(finished, storage_url, directory, budget)
+    existing = _existing_study(config.name, storage_url)
+    check_folder(directory, existing, storage_url)
+    if existing is not None and "config" in existing.user_attrs and not budget.has_room(
+            existing.get_trials(deepcopy=False), 0):
+        _check_config(existing, config, force=force)  # spent: its data need not be loaded
+        return summarize(existing, storage_url, directory, budget)
     data = prepare_data(config, device)  # before the storage, which may create files
-    source = (load_study(config.outer.warm_start, root=root, storage=storage).get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,)) if config.outer.warm_start else [])
+    source = _warm_start_source(config, existing, root=root, storage=storage)
     outer = config.outer
     study_storage = make_storage(storage_url, max_retries=outer.max_retries,
                                  heartbeat_interval_s=outer.heartbeat_interval,
                                  grace_period_s=outer.grace_period)
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     study = open_study(config, study_storage, start_space, force=force, source_trials=source)
-    directory.mkdir(parents=True, exist_ok=True)
+    claim_folder(directory, study, storage_url)
     (directory / "config.resolved.json").write_text(json.dumps(to_dict(config), indent=2))
     resumed = recover(study, heartbeat=isinstance(study_storage, optuna.storages.RDBStorage))
     if resumed:
         logger.info("resuming interrupted trials %s", resumed)
     objective = Objective(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, publisher=publisher)
-    with CoreShare(root) as cores:
-        _work(study, study_storage, objective, population, cores, progress=progress)
+    with CoreShare(root, config.name) as cores:
+        _work(study, study_storage, objective, population, cores, progress=progress,
+              gone=lambda: _gone(config.name, study_storage, storage_url))
     if publisher is not None:
         try:
             publisher.publish_study(study)
         except optuna.exceptions.StorageInternalError as error:  # another worker publishes
             logger.warning("the study's graphs were not stored this time: %s", error)
     return summarize(study, storage_url, directory, budget)
+
+
+def _warm_start_source(config: StudyConfig, existing: optuna.Study | None, *,
+                       root: str | Path, storage: str | None) -> list[FrozenTrial]:
+    """The trials that warm-start the study's CMA-ES (``outer.warm_start``): the copy it
+    stored when it was created, else the source study's complete trials.
+
+    Raises:
+        StudyError: the source study is gone and the study keeps no copy of its trials.
+    """
+    if existing is not None and WARM_START_COPY in existing.user_attrs:
+        return decode_trials(existing.user_attrs[WARM_START_COPY])
+    if not config.outer.warm_start:
+        return []
+    try:
+        source = load_study(config.outer.warm_start, root=root, storage=storage)
+    except StudyError as error:
+        raise StudyError(f"outer.warm_start: {error}; the study cannot start from its "
+                         "trials") from None
+    return source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _gone(name: str, storage: optuna.storages.BaseStorage, storage_url: str) -> bool:
+    """Whether study ``name`` was deleted (its database or journal file, or its entry in
+    the storage); a storage that cannot answer does not say so."""
+    local = local_file(storage_url)
+    if local is not None and not local.exists():
+        return True
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return True
+    except Exception:  # noqa: BLE001 - unreachable now: the caller's own error stands
+        return False
+    return False
 
 
 def _check_population(config: StudyConfig, population: int) -> None:
@@ -213,9 +251,14 @@ def _check_population(config: StudyConfig, population: int) -> None:
 
 
 def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
-          population: int, cores: CoreShare, *, progress: bool) -> None:
+          population: int, cores: CoreShare, *, progress: bool,
+          gone: Callable[[], bool] = lambda: False) -> None:
     """Run trials until the budget is spent, each with this worker's share of the cores,
-    riding out other workers' storage writes."""
+    riding out other workers' storage writes; stop when the study is deleted (``gone``).
+
+    Raises:
+        StudyDeletedError: the study was deleted while this worker ran it.
+    """
     budget, outer = Budget.of(objective.config), objective.config.outer
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     poll_s = min(outer.heartbeat_interval, 5)
@@ -224,7 +267,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: 
                           spent=budget_spent(study, budget),
                           unit="epoch" if budget.epochs else "trial", bars=progress)
     try:
-        while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s):
+        while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s, gone=gone):
             try:
                 cores.apply()
                 run_trials(study, storage, objective, population, progress=progress)
@@ -241,21 +284,34 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: 
                     raise
                 logger.warning("storage conflict with another worker, trying again: %s", error)
                 time.sleep(poll_s)
+            except StudyDeletedError:
+                raise
+            except Exception:
+                if gone():
+                    raise StudyDeletedError(study.study_name) from None
+                raise
             best = best_trial(study.get_trials(deepcopy=False))
             shown.update(budget_spent(study, budget), None if best is None else best.values[0])
     finally:
         shown.close()
 
 
-def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: float
-              ) -> bool:
+def _has_work(study: optuna.Study, budget: Budget, *, heartbeat: bool, poll_s: float,
+              gone: Callable[[], bool]) -> bool:
     """Whether this worker should start another trial.
 
     Not when the budget is met, nor when the rest of it is held by trials other workers
     are running; but with heartbeats such a trial may turn out dead, and its retry is work
-    again, so the worker waits for those trials to end rather than leave.
+    again, so the worker waits for those trials to end rather than leave. The wait ends
+    when they do: a trial whose worker stopped beating is failed after the grace period
+    (one left running by this worker itself at once), and a deleted study ends it.
+
+    Raises:
+        StudyDeletedError: the study was deleted.
     """
     while True:
+        if gone():
+            raise StudyDeletedError(study.study_name)
         recover(study, heartbeat=heartbeat)
         trials = study.get_trials(deepcopy=False)
         running = sum(t.state == TrialState.RUNNING for t in trials)

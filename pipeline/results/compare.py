@@ -4,8 +4,10 @@ well each validation signal ranks the cells."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
+from pipeline.checkpoint import atomic_write
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.budget import counted, epochs_used, trials_used
 from pipeline.outer.methods import MethodStudy, method_config
@@ -25,6 +28,11 @@ from pipeline.results.retrain import retrain_cell
 from pipeline.results.tables import markdown_tables
 from pipeline.search.build import describe, search_epochs
 from pipeline.spaces import parse_genotype
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 SUMMARY_COLUMNS = ("cut_off", "best_value", "best_cifar10_test", "best_cifar100_test",
                    "best_imagenet16_test", "params_M", "skip_share", "pool_share",
@@ -77,22 +85,69 @@ PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch
 PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]
 
 
+def check_picks(path: Path) -> pd.DataFrame | None:
+    """The picks already in ``path`` (None if there is no such file), checked to be a
+    picks table that ``record_picks`` can add to.
+
+    Raises:
+        ConfigError: the file is unreadable, is not a CSV, or has other columns.
+    """
+    if not path.exists():
+        return None
+    try:
+        earlier = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--picks {path}: not a readable picks table "
+                          f"({' '.join(str(error).split())})") from None
+    known = {"setting", *PICK_COLUMNS.values()}
+    other, missing = set(earlier.columns) - known, set(PICK_KEY) - set(earlier.columns)
+    if other or missing:
+        raise ConfigError(f"--picks {path}: not a picks table (" + "; ".join(
+            part for part in (other and f"other columns {', '.join(sorted(other))}",
+                              missing and f"no {', '.join(sorted(missing))} column")
+            if part) + "); name another file")
+    return earlier
+
+
 def record_picks(frame: pd.DataFrame, path: Path, setting: str) -> pd.DataFrame:
     """Write each method's pick (a row per variant, start space, method and seed) into the
     CSV at ``path`` under ``setting``, in place of that setting's earlier rows for the same
-    runs; returns the whole table."""
+    runs; returns the whole table. Comparisons that write one file at the same time take
+    turns (a lock on its folder), and each writes the whole file at once, so none loses
+    another's rows.
+
+    Raises:
+        ConfigError: the file is not a picks table (see ``check_picks``).
+    """
     picks = frame[[c for c in PICK_COLUMNS if c in frame]].rename(columns=PICK_COLUMNS)
     picks.insert(0, "setting", setting)
-    if path.exists():
-        earlier = pd.read_csv(path)
-        keys = set(map(tuple, picks[PICK_KEY].astype(str).to_numpy()))
-        kept = earlier[[tuple(row) not in keys
-                        for row in earlier[PICK_KEY].astype(str).to_numpy()]]
-        picks = pd.concat([kept, picks], ignore_index=True)
-    picks = picks.sort_values(PICK_KEY, kind="stable", ignore_index=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    picks.to_csv(path, index=False)
+    with _folder_lock(path.parent):
+        earlier = check_picks(path)
+        if earlier is not None:
+            keys = set(map(tuple, picks[PICK_KEY].astype(str).to_numpy()))
+            kept = earlier[[tuple(row) not in keys
+                            for row in earlier[PICK_KEY].astype(str).to_numpy()]]
+            picks = pd.concat([kept, picks], ignore_index=True)
+        picks = picks.sort_values(PICK_KEY, kind="stable", ignore_index=True)
+        text = picks.to_csv(index=False)
+        atomic_write(path, lambda handle: handle.write(text.encode()))
     return picks
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` (nothing is written into it for the lock;
+    where ``fcntl`` is missing, nothing is held)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing it releases the lock
 
 
 def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str, *,

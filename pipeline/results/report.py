@@ -67,8 +67,9 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
     return frame
 
 
-def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path) -> pd.DataFrame:
-    """Per-epoch metrics of every trial, read from its ``metrics.jsonl``.
+def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path | None) -> pd.DataFrame:
+    """Per-epoch metrics of every trial, read from its ``metrics.jsonl`` (none without a
+    state folder).
 
     A retried trial shares its files with the attempt it retried; the latest attempt
     owns them.
@@ -79,6 +80,8 @@ def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path) -> pd.DataFrame
             latest[trial.user_attrs["trial_key"]] = trial
     parts = []
     for key, trial in latest.items():
+        if state_dir is None:
+            break
         records = read_metrics(state_dir / "trials" / key / "metrics.jsonl")
         if not records:
             continue
@@ -190,7 +193,7 @@ def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, s
     return rows
 
 
-def write_report(study: optuna.Study, state_dir: Path, out_dir: Path, *,
+def write_report(study: optuna.Study, state_dir: Path | None, out_dir: Path, *,
                  images: bool = False) -> Path:
     """Write ``index.html`` (plotly.js inlined, so it opens offline) and ``trials.csv``;
     with ``images``, also each figure as a PNG beside them (see ``figures.write_images``).
@@ -213,7 +216,7 @@ def write_report(study: optuna.Study, state_dir: Path, out_dir: Path, *,
 
 
 def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.DataFrame,
-              state_dir: Path) -> list[tuple[str, Any]]:
+              state_dir: Path | None) -> list[tuple[str, Any]]:
     best = best_trial(trials)
     sections: list[tuple[str, Any]] = [
         ("Optimisation history", figures.history_figure(history_frame(frame))),

@@ -172,6 +172,15 @@ def holdout_set(train: ImageSet, *, subset: int, holdout: int, seed: int) -> Ima
         raise DatasetError(f"data.holdout={holdout} exceeds the {len(rest)} training images "
                            f"outside data.subset={subset}")
     kept, _ = stratified_halves(rest.labels, holdout / len(rest), seed=seed + 2)
+    classes = len(torch.unique(rest.labels))
+    if len(kept) == 0:
+        raise DatasetError(f"data.holdout={holdout} sets aside no image: it is split over "
+                           f"{classes} classes, each class's share rounded; give at least "
+                           f"{classes} (a multiple of {classes} is exact)")
+    if len(kept) != holdout:
+        logger.warning("data.holdout=%d sets aside %d images: it is split over %d classes, "
+                       "each class's share rounded (a multiple of %d is exact)", holdout,
+                       len(kept), classes, classes)
     return rest.subset(kept)
 
 

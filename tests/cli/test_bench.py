@@ -76,6 +76,13 @@ def test_bench_command_writes_json_from_a_fresh_process(
     assert all(FIELDS <= set(r) and r["device"] == "cpu" for r in records)
     assert "median ms" in capsys.readouterr().out
     assert cli.main(["bench", "--order", "2", "--population", "2"]) == 2
+    code = cli.main(["bench", "--set", "space.channels=4", "--set", "space.cells_per_stage=1",
+                     "--set", "search.batch_size=8", "--iterations", "1", "--warmup", "0",
+                     "--device", "cpu", "--population", "1", "2", "--json", str(out)])
+    assert code == 0  # both orders by default: populations are timed at the first alone
+    assert [(r["order"], r["population"]) for r in json.loads(out.read_text())] == [
+        (1, 1), (1, 2), (2, 1)]
+    assert "populations run first order" in capsys.readouterr().out
     assert cli.main(["bench", "--order", "1", "--population", "2", "--mode", "compiled"]) == 2
 
 

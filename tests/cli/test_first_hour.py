@@ -3,6 +3,7 @@ knows its study, study management, and reports that answer at a glance."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -90,6 +91,46 @@ def test_evaluate_trains_on_its_studys_data_says_when_it_resumes_and_flags_chanc
     with pytest.raises(SystemExit) as moved:  # argparse's one-line refusal
         cli.main(["evaluate", "--genotype", CUT_OFF, "--epochs", "2"])
     assert moved.value.code == 2 and "--set retrain.epochs=N" in capsys.readouterr().err
+
+
+def test_an_evaluation_under_another_setting_never_overwrites_one_kept_before(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(study_file.parent)
+    assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "1",
+                     "--set", "search.epochs=1", "-q"]) == 0
+    capsys.readouterr()
+    common = ["evaluate", "--genotype", "tiny:0", "--root", root, "--out",
+              str(tmp_path / "evals"), "--set", "retrain.epochs=1", "--set",
+              "retrain.channels=4", "--set", "retrain.cells=1", "--device", "cpu"]
+
+    def result(*args: str) -> Path:
+        code, out, _ = _run(capsys, *common, *args)
+        assert code == 0
+        return Path(re.search(r"result\s+(\S+)", out).group(1))
+
+    first = result()
+    kept = {p.name: p.read_bytes() for p in first.parent.iterdir()}
+    second = result("--set", "seed=1")
+    assert second.parent != first.parent and json.loads(second.read_text())["seed"] == 1
+    assert {p.name: p.read_bytes() for p in first.parent.iterdir()} == kept
+    code, out, _ = _run(capsys, *common)  # the first one is still there: it resumes
+    assert code == 0 and f"resumed        after epoch 1 of 1, from {first.parent}" in out
+    record = first.parent / "evaluation.json"  # a folder that says it holds another one
+    record.write_text(record.read_text().replace('"seed": 3', '"seed": 7'))
+    code, _, err = _run(capsys, *common)
+    assert code == 2 and "holds another evaluation" in err and first.exists()
+    # an earlier version's folder, named without the seed, is taken over for the same seed
+    record.unlink()
+    settings = json.loads(first.read_text())["settings"]
+    from pipeline.search.training import TrainSettings
+    from pipeline.spaces import parse_genotype
+
+    cell = json.loads(first.read_text())["cell"]
+    text = f"{parse_genotype(cell).to_str()}{TrainSettings(**settings)}digits"
+    legacy = first.parent.with_name(hashlib.sha1(text.encode()).hexdigest()[:12])
+    first.parent.rename(legacy)
+    code, out, _ = _run(capsys, *common)
+    assert code == 0 and f"resumed        after epoch 1 of 1, from {legacy}" in out
 
 
 def test_global_options_go_after_the_command_too(tmp_path: Path,

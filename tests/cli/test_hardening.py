@@ -4,6 +4,7 @@ one line and exit code 2 (never a traceback), nothing left behind, no password s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -30,6 +31,10 @@ PASSWORDS = [  # (storage URL, what must not be shown)
     ("postgresql://bob:p%40ss9word@127.0.0.1:1/gdb", "ss9word"),
     ("postgresql://bob@127.0.0.1:1/gdb?password=Secret9", "Secret9"),
     ("postgresql://gdb9:gdb9@127.0.0.1:1/gdb9", "gdb9"),  # the password is the database
+    ("postgresql://bob@127.0.0.1:1/gdb?sslpassword=Sslpw9", "Sslpw9"),
+    ("postgresql://bob:my Secret9@127.0.0.1:1/gdb", "Secret9"),  # a blank in it
+    ("postgresql://bob@127.0.0.1:1/gdb?password=my+Secret9", "Secret9"),
+    ("postgresql://bob@127.0.0.1:1/gdb?sslmode=require&sslkey=/keys/Key9.pem", "Key9"),
 ]
 
 
@@ -268,3 +273,89 @@ def test_a_full_disk_under_the_database_says_the_study_resumes(
     code, _, err = _run(capsys, "search", str(study_file), "--root", str(study_file.parent))
     assert code == 1 and "database or disk is full; once there is room" in err
     assert err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def finished_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding the tiny study, finished (2 trials of 1 epoch), and its file."""
+    from conftest import TINY, _toml
+
+    root = tmp_path_factory.mktemp("finished") / "studies"
+    root.mkdir()
+    lines = [f'seed = {TINY["seed"]}'] + [
+        line for section, values in TINY.items() if isinstance(values, dict)
+        for line in (f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in values.items()))]
+    (root / "tiny.toml").write_text("\n".join(lines) + "\n")
+    levels = [logging.getLogger(name).level for name in ("", "pipeline.progress")]
+    assert cli.main(["search", str(root / "tiny.toml"), "--root", str(root), "--n-trials", "2",
+                     "--set", "search.epochs=1", "-q"]) == 0
+    for name, level in zip(("", "pipeline.progress"), levels, strict=True):
+        logging.getLogger(name).setLevel(level)  # as the fixture ``fresh_logging`` does
+    return root
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b""
+            for p in sorted(folder.rglob("*"))}
+
+
+NAMES = st.sampled_from(["tiny", "tiny2", "ghost", "../up", "a b", "", "-x", "tiny.toml",
+                         "x" * 80, ".hidden", "ok.name"])
+PICKS = st.sampled_from([None, b"", b"a,b\n1,2\n", b"\x00\xff garbage",
+                         b"setting,variant,start_space,method,seed\n",
+                         b"setting,variant,start_space,method,seed,extra\n1,2,3,4,5,6\n"])
+SETTINGS = st.sampled_from(["seed", "retrain.epochs", "retrain.batch_size", "retrain.lr",
+                            "retrain.channels", "retrain.cells", "data.subset", "data.holdout",
+                            "search.epochs", "outer.n_trials", "start.alpha_range",
+                            "outer.sampler", "start.alpha_space", "search.arch_lr"])
+VALUES = st.one_of(st.sampled_from(["0", "1", "2", "-1", "nan", "inf", "1e300", "op",
+                                    "random", "'x'", "[1]", "2**70"]),
+                   st.integers(-5, 5).map(str))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_studies_command_exits_0_or_2_and_an_exit_2_leaves_nothing_behind(
+        data: st.DataObject, finished_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fork, delete, list, compare --picks and evaluate, with drawn names, flags, files and
+    settings (each run small: one search of one epoch, one training epoch)."""
+    command = data.draw(st.sampled_from(["fork", "delete", "list", "compare", "evaluate"]),
+                        label="command")
+    setting = f"{data.draw(SETTINGS, label='key')}={data.draw(VALUES, label='value')}"
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "studies"
+        shutil.copytree(finished_root, root)
+        picks = Path(folder) / "picks.csv"
+        common = ["--root", str(root), "-q"]
+        if command == "fork":
+            args = ["fork", data.draw(NAMES, label="study"), data.draw(NAMES, label="new"),
+                    "--set", setting]
+        elif command == "delete":
+            args = ["delete", data.draw(NAMES, label="study"),
+                    *data.draw(st.sampled_from([[], ["--yes"], ["--yes", "--force"]]))]
+        elif command == "list":
+            args = ["list", *data.draw(st.sampled_from(
+                [[], ["--storage", str(root / "o.log")], ["--storage", "bogus://x"],
+                 ["--storage", f"sqlite:///{root}/tiny/study.db"]]))]
+        elif command == "compare":
+            content = data.draw(PICKS, label="picks")
+            if content is not None:
+                picks.write_bytes(content)
+            args = ["compare", str(root / "tiny.toml"), "--picks", str(picks), "--methods",
+                    "darts", "--set", "outer.n_trials=1", "--set", "search.epochs=1",
+                    "--set", setting, "--out", str(Path(folder) / "out")]
+        else:
+            args = ["evaluate", "--genotype", data.draw(st.sampled_from(
+                        ["tiny", "tiny:0", "tiny:9", "ghost:1", "|none~0|"]), label="cell"),
+                    "--set", "retrain.epochs=1", "--set", "retrain.channels=4",
+                    "--set", "retrain.cells=1", "--set", setting,
+                    "--out", str(Path(folder) / "evals")]
+        before = _tree(Path(folder))
+        try:
+            code = cli.main([*args, *common])
+        except SystemExit as usage:  # argparse's own one-line refusal
+            code = int(usage.code or 0)
+        err = capsys.readouterr().err
+        assert code in (0, 2) and "Traceback" not in err, (args, err)
+        if code == 2:
+            assert _tree(Path(folder)) == before, args

@@ -547,10 +547,10 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
     run_study(config, root=tmp_path / "whole", device=CPU)
     save = pipeline.outer.objective.save_checkpoint
 
-    def full_disk(path: Path, state: dict, *, meta: dict) -> None:
+    def full_disk(path: Path, state: dict, *, meta: dict, **kwargs: object) -> None:
         if path.parent.name == "00001" and state["epoch"] == 2:
             raise OSError(28, "No space left on device")
-        save(path, state, meta=meta)
+        save(path, state, meta=meta, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(pipeline.outer.objective, "save_checkpoint", full_disk)

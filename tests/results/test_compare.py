@@ -291,3 +291,64 @@ def test_the_compare_figure_keeps_objectives_and_ground_truth_on_their_own_axes(
     assert list(figure.data[0].x) == ["darts", "cmaes"]
     low, high = figure.layout.yaxis2.range
     assert 91.0 < low < 92.0 and 94.0 < high < 95.0  # the panel spans its values, not 0 to 94
+
+
+def _pick_rows(setting: str, seeds: range) -> pd.DataFrame:
+    return pd.DataFrame({"variant": "darts", "start_space": "edge-op", "method": "cmaes",
+                         "seed": list(seeds), "cell": "|none~0|", "best_value": 50.0})
+
+
+def _write_picks(path: str, setting: str, first_seed: int) -> None:
+    from pipeline.results.compare import record_picks
+
+    for seed in range(first_seed, first_seed + 6):  # one row at a time: many writes
+        record_picks(_pick_rows(setting, range(seed, seed + 1)), Path(path), setting)
+
+
+def test_comparisons_writing_one_picks_file_at_once_lose_no_row(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "picks.csv"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_picks, args=(str(path), f"setting {k}", 10 * k))
+               for k in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    written = pd.read_csv(path)
+    assert len(written) == 24 and sorted(written.groupby("setting").size()) == [6] * 4
+    assert not [p for p in tmp_path.iterdir() if p.name != "picks.csv"]  # no lock, no temp
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("a,b\n1,2\n", "other columns a, b"),
+    ("setting,variant,start_space,method,seed,extra\n", "other columns extra"),
+    ("\x00\xff\xfe garbage", "not a readable picks table"),
+])
+def test_a_picks_file_that_cannot_take_the_rows_stops_compare_before_any_search(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
+        needle: str) -> None:
+    from pipeline import cli
+
+    picks = tmp_path / "picks.csv"
+    picks.write_bytes(content.encode("latin-1"))
+    code = cli.main(["compare", str(study_file), "--root", str(study_file.parent),
+                     "--out", str(tmp_path / "out"), "--picks", str(picks)])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and err.count("\n") == 1
+    assert [p.name for p in study_file.parent.iterdir()] == ["tiny.toml"]
+    assert picks.read_bytes() == content.encode("latin-1")
+
+
+@pytest.mark.parametrize("option", ["--methods", "--variants"])
+def test_a_method_or_variant_named_twice_is_refused(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        option: str) -> None:
+    from pipeline import cli
+
+    code = cli.main(["compare", str(study_file), "--root", str(study_file.parent),
+                     "--out", str(tmp_path / "out"), option, "darts", "darts"])
+    assert code == 2 and "names darts more than once" in capsys.readouterr().err
+    assert [p.name for p in study_file.parent.iterdir()] == ["tiny.toml"]

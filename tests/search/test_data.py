@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -77,6 +79,16 @@ def test_holdout_is_balanced_outside_the_search_and_seeded() -> None:
     assert not torch.equal(held.images, holdout_set(data, subset=16, holdout=20, seed=2).images)
     with pytest.raises(DatasetError, match="holdout=65 exceeds the 64 training images"):
         holdout_set(data, subset=16, holdout=65, seed=1)
+
+
+def test_a_holdout_that_rounds_away_is_refused_and_one_that_rounds_is_told(
+        caplog: pytest.LogCaptureFixture) -> None:
+    data = _images(80)  # 4 classes
+    with pytest.raises(DatasetError, match="holdout=1 sets aside no image: it is split over 4"):
+        holdout_set(data, subset=16, holdout=1, seed=1)
+    with caplog.at_level(logging.WARNING):
+        held = holdout_set(data, subset=16, holdout=6, seed=1)
+    assert len(held) == 8 and "data.holdout=6 sets aside 8 images" in caplog.text
 
 
 def _batches(crop: int = 0, flip: bool = False) -> DeviceBatches:

@@ -31,6 +31,12 @@ def _search(config: StudyConfig, *, seed: int = 0, init_seed: int | None = None,
                         init_seed=seed if init_seed is None else init_seed, device=CPU)
 
 
+def _plain_starts(config: StudyConfig) -> StudyConfig:
+    """The study with plain DARTS' starts, which need no start box (fixed alphas have none
+    of their own)."""
+    return dataclasses.replace(config, outer=dataclasses.replace(config.outer, sampler="darts"))
+
+
 def test_beta_decay_is_the_formula_and_its_gradient_ramped_from_0_to_lambda(
         tiny_config: StudyConfig) -> None:
     alphas = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]], requires_grad=True)
@@ -213,7 +219,7 @@ def test_perturbation_selection_fine_tunes_between_decisions_and_resumes(
 
 def test_perturbation_selection_measures_by_batch_statistics(
         tiny_config: StudyConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    search = _search(tiny_config, arch_lr=0.0, selection="perturbation",
+    search = _search(_plain_starts(tiny_config), arch_lr=0.0, selection="perturbation",
                      selection_tune_epochs=0, epochs=1)
     calls: list[bool] = []
     measure = search.evaluate
@@ -234,7 +240,7 @@ def test_perturbation_selection_measures_by_batch_statistics(
 
 
 def test_fixed_alphas_stay_at_their_start(tiny_config: StudyConfig) -> None:
-    search = _search(tiny_config, arch_lr=0.0, selection="perturbation",
+    search = _search(_plain_starts(tiny_config), arch_lr=0.0, selection="perturbation",
                      selection_tune_epochs=0)
     start = search.net.alphas.detach().clone()
     search.run()
