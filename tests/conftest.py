@@ -86,23 +86,23 @@ def _run_compare(config: StudyConfig, *, root: Path, out_dir: Path, device: torc
                  seeds: int = 1, only: list[str] | None = None, table_path: str | None = None,
                  retrain_epochs: int = 0, population: int = 1, jobs: int = 1,
                  images: bool = False, storage: str | None = None) -> pd.DataFrame:
-    """What ``globaldarts compare`` does with a config: check the table, run each method's
-    studies, tabulate them."""
-    from pipeline.outer import method_studies, run_methods
-    from pipeline.results.compare import compare_studies
+    """``globaldarts compare`` through the library, its tables in ``out_dir``."""
+    from pipeline.outer import run_methods
+    from pipeline.outer.methods import plan_comparison
+    from pipeline.results.compare import tabulate_comparison
     from pipeline.results.ground_truth import check_scored, load_table
     from pipeline.spaces import get_space
 
+    comparison = plan_comparison(config, seeds=seeds, methods=only)
     table = None
     if table_path:
         check_scored(get_space(config.space.name))
         table = load_table(table_path)
-    studies = method_studies(config, seeds=seeds, only=only)
-    run_methods(studies, root=root, device=device, storage=storage, jobs=jobs,
+    run_methods(comparison.all_studies, root=root, device=device, storage=storage, jobs=jobs,
                 population=population)
-    return compare_studies(config, studies, root=root, out_dir=out_dir, storage=storage,
-                           table=table, retrain_epochs=retrain_epochs, device=device,
-                           images=images)
+    return tabulate_comparison(comparison, root=root, out_dir=out_dir, storage=storage,
+                               table=table, retrain_epochs=retrain_epochs, device=device,
+                               images=images)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipeline.cli.options import (
     device_options,
@@ -17,9 +16,6 @@ from pipeline.cli.options import (
     whole_number,
 )
 from pipeline.cli.search import population_options, raise_terminated
-
-if TYPE_CHECKING:
-    from pipeline.config import StudyConfig
 
 
 class Compare:
@@ -52,72 +48,41 @@ class Compare:
 
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.config import load
-        from pipeline.outer import method_studies, run_methods
-        from pipeline.outer.methods import variant_config
-        from pipeline.results.compare import combine, compare_studies, record_picks
+        from pipeline.outer import run_methods
+        from pipeline.outer.methods import plan_comparison
+        from pipeline.results.compare import check_picks, tabulate_comparison
         from pipeline.results.dashboard import DashboardPublisher
         from pipeline.results.ground_truth import check_scored, load_table
         from pipeline.spaces import get_space
 
         config = load(args.study, args.set)
-        _check_before_searching(args)
         signal.signal(signal.SIGTERM, raise_terminated)
-        configs = ([variant_config(config, name) for name in args.variants] if args.variants
-                   else [config])
+        comparison = plan_comparison(config, seeds=args.seeds, methods=args.methods,
+                                     variants=args.variants)
+        # what would fail only after hours of searches fails now
+        picks = None if args.picks is None else Path(args.picks)
+        if picks is not None:
+            check_picks(picks)
         table = None
-        if args.nb201_table:  # a bad table stops the comparison before any search
+        if args.nb201_table:
             check_scored(get_space(config.space.name))
             table = load_table(args.nb201_table)
         device, progress = pick_device(args.device), show_progress(args)
-        studies = {c.name: method_studies(c, seeds=args.seeds, only=args.methods)
-                   for c in configs}
-        run_methods([s for runs in studies.values() for s in runs], root=args.root,
-                    device=device, storage=args.storage, jobs=args.jobs,
-                    population=args.population, progress=progress,
-                    publisher=DashboardPublisher())
-        out_dir, variant_dirs = _out_dirs(args.out, config.name, configs)
-        frames = [compare_studies(c, studies[c.name], root=args.root, out_dir=folder,
-                                  storage=args.storage,
-                                  table=table, retrain_epochs=args.retrain_epochs,
-                                  device=device, progress=progress, images=args.images)
-                  for c, folder in zip(configs, variant_dirs, strict=True)]
-        frame = (combine(frames, out_dir, config.name, images=args.images) if len(frames) > 1
-                 else frames[0])
-        if args.picks:
-            record_picks(frame, Path(args.picks), args.setting or config.name)
+        run_methods(comparison.all_studies, root=args.root, device=device,
+                    storage=args.storage, jobs=args.jobs, population=args.population,
+                    progress=progress, publisher=DashboardPublisher())
+        out_dir = comparison.out_dir(args.out)
+        frame = tabulate_comparison(comparison, root=args.root, out_dir=out_dir,
+                                    storage=args.storage, table=table,
+                                    retrain_epochs=args.retrain_epochs, device=device,
+                                    progress=progress, images=args.images, picks=picks,
+                                    setting=args.setting)
         _print_tables(frame, seeds=args.seeds)
         print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
         print(f"figure         {out_dir / 'compare.html'}")
         if args.images:
             print(f"images         {out_dir}/*.png")
         return 0
-
-
-def _check_before_searching(args: argparse.Namespace) -> None:
-    """Refuse what would fail only after hours of searches: a method or variant named twice
-    (its studies would run and be tabulated twice), a picks file that cannot take the rows.
-
-    Raises:
-        ConfigError: either of them.
-    """
-    from pipeline.config import ConfigError
-    from pipeline.results.compare import check_picks
-
-    for option, names in (("--methods", args.methods or []), ("--variants", args.variants or [])):
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise ConfigError(f"{option} names {', '.join(twice)} more than once")
-    if args.picks:
-        check_picks(Path(args.picks))
-
-
-def _out_dirs(out: str, name: str, configs: list[StudyConfig]) -> tuple[Path, list[Path]]:
-    """Where a comparison's tables go: one variant's are its own (``OUT/ITS_NAME``); several
-    are combined in ``OUT/NAME``, each variant's own in ``OUT/NAME-VARIANT`` (plain DARTS'
-    too, though its studies keep ``NAME``)."""
-    if len(configs) == 1:
-        return Path(out) / configs[0].name, [Path(out) / configs[0].name]
-    return Path(out) / name, [Path(out) / f"{name}-{c.search.variant}" for c in configs]
 
 
 # What a reader needs first of each method's pick; compare.csv keeps every column.

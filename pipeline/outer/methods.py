@@ -78,6 +78,54 @@ def method_studies(config: StudyConfig, *, seeds: int = 1,
             for method in chosen if only is None or method in only]
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The studies of a comparison: the study file's config once per inner search
+    compared (``configs``; one, the file's own, without ``--variants``), and each one's
+    method studies (``studies``, by config name)."""
+
+    name: str
+    configs: tuple[StudyConfig, ...]
+    studies: dict[str, list[MethodStudy]]
+
+    @property
+    def all_studies(self) -> list[MethodStudy]:
+        return [study for config in self.configs for study in self.studies[config.name]]
+
+    def out_dir(self, out: str | Path) -> Path:
+        """Where its tables go under ``out``: one inner search's in ``OUT/ITS_NAME``,
+        several combined in ``OUT/NAME`` (see ``variant_dirs``)."""
+        return Path(out) / (self.configs[0].name if len(self.configs) == 1 else self.name)
+
+    def variant_dirs(self, out_dir: Path) -> list[Path]:
+        """Each inner search's own tables beside the combined ones in ``out_dir``:
+        ``NAME-VARIANT`` (plain DARTS' too); with one inner search, ``out_dir`` itself."""
+        if len(self.configs) == 1:
+            return [out_dir]
+        return [out_dir.parent / f"{self.name}-{c.search.variant}" for c in self.configs]
+
+
+def plan_comparison(config: StudyConfig, *, seeds: int = 1,
+                    methods: Sequence[str] | None = None,
+                    variants: Sequence[str] | None = None) -> Comparison:
+    """A comparison of the study file ``config``: each of ``methods`` (by default all) for
+    ``seeds`` study seeds, for each inner search of ``variants`` (by default the file's).
+
+    Raises:
+        ConfigError: a method or variant named twice or unknown, ``seeds`` below 1, or a
+            variant the study's other settings refuse.
+    """
+    for option, names in (("--methods", list(methods or [])),
+                          ("--variants", list(variants or []))):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"{option} names {', '.join(twice)} more than once")
+    configs = ([variant_config(config, name) for name in variants] if variants else [config])
+    return Comparison(name=config.name, configs=tuple(configs),
+                      studies={c.name: method_studies(c, seeds=seeds, only=methods)
+                               for c in configs})
+
+
 def run_methods(studies: Sequence[MethodStudy], *, root: str | Path, device: torch.device,
                 storage: str | None = None, jobs: int = 1, population: int = 1,
                 progress: bool = False, publisher: Publisher | None = None) -> None:

@@ -18,11 +18,11 @@ from optuna.trial import TrialState
 from pipeline.checkpoint import atomic_write
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.budget import counted, epochs_used, trials_used
-from pipeline.outer.methods import MethodStudy, method_config
+from pipeline.outer.methods import Comparison, MethodStudy, method_config
 from pipeline.outer.picks import best_trial, front_trials
 from pipeline.outer.study import load_study
 from pipeline.results import figures
-from pipeline.results.ground_truth import lookup
+from pipeline.results.ground_truth import TABLE_DATASETS, lookup
 from pipeline.results.report import page_html
 from pipeline.results.retrain import retrain_cell
 from pipeline.results.tables import markdown_tables
@@ -34,8 +34,8 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-SUMMARY_COLUMNS = ("cut_off", "best_value", "best_cifar10_test", "best_cifar100_test",
-                   "best_imagenet16_test", "params_M", "skip_share", "pool_share",
+SUMMARY_COLUMNS = ("cut_off", "best_value", *(f"best_{name}_test" for name in TABLE_DATASETS),
+                   "params_M", "skip_share", "pool_share",
                    "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
                    "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
                    "trials")
@@ -79,8 +79,8 @@ def method_row(method: str, seed: int, trials: list[Any],
 PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch_lr",
                 "start_space": "start_space", "method": "method",
                 "seed": "seed", "cell": "cell", "params_M": "params", "best_value": "objective",
-                "best_cifar10_test": "cifar10", "best_cifar100_test": "cifar100",
-                "best_imagenet16_test": "imagenet16", "max_cifar10_test": "best_of_its_cells",
+                **{f"best_{name}_test": name for name in TABLE_DATASETS},
+                "max_cifar10_test": "best_of_its_cells",
                 "cut_off": "cut_off", "epochs": "epochs"}
 PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]
 
@@ -148,6 +148,33 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(handle)  # closing it releases the lock
+
+
+def tabulate_comparison(comparison: Comparison, *, root: str | Path, out_dir: Path,
+                        storage: str | None = None, table: pd.DataFrame | None = None,
+                        retrain_epochs: int = 0, device: torch.device | None = None,
+                        progress: bool = False, images: bool = False,
+                        picks: Path | None = None, setting: str | None = None
+                        ) -> pd.DataFrame:
+    """Tabulate a comparison whose studies have run: each inner search's tables in its own
+    folder (``Comparison.variant_dirs``) and, for several, all of them in ``out_dir``;
+    with ``picks``, every pick into that CSV under ``setting`` (by default the study's
+    name). Returns the comparison's frame (a row per inner search, method and seed).
+
+    Raises:
+        ConfigError: ``picks`` is not a picks table.
+    """
+    frames = [compare_studies(config, comparison.studies[config.name], root=root,
+                              out_dir=folder, storage=storage, table=table,
+                              retrain_epochs=retrain_epochs, device=device,
+                              progress=progress, images=images)
+              for config, folder in zip(comparison.configs, comparison.variant_dirs(out_dir),
+                                        strict=True)]
+    frame = (combine(frames, out_dir, comparison.name, images=images) if len(frames) > 1
+             else frames[0])
+    if picks is not None:
+        record_picks(frame, picks, setting or comparison.name)
+    return frame
 
 
 def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str, *,

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.spaces import CellSpace, Genotype, space_of
+from pipeline.spaces import SPACES, CellSpace, Genotype, space_of
 
 BENCHMARK = "NAS-Bench-201"
-# NAS-Bench-201's three datasets, whose test accuracies its table holds
-TABLE_DATASETS = ("cifar10", "cifar100", "imagenet16")
+# the datasets whose test accuracies its table holds: those of the space it covers
+TABLE_DATASETS = tuple(next(space for space in SPACES.values()
+                            if space.benchmark == BENCHMARK).datasets)
 TABLE_COLUMNS = ("arch_str", *(f"{name}_test" for name in TABLE_DATASETS))
 
 

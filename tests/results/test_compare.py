@@ -352,3 +352,21 @@ def test_a_method_or_variant_named_twice_is_refused(
                      "--out", str(tmp_path / "out"), option, "darts", "darts"])
     assert code == 2 and "names darts more than once" in capsys.readouterr().err
     assert [p.name for p in study_file.parent.iterdir()] == ["tiny.toml"]
+
+
+def test_a_comparison_plan_names_its_studies_and_their_folders(
+        tiny_config: StudyConfig, tmp_path: Path) -> None:
+    from pipeline.outer.methods import plan_comparison
+
+    plan = plan_comparison(tiny_config, seeds=2, methods=["darts", "cmaes"],
+                           variants=["darts", "beta-darts"])
+    assert [c.name for c in plan.configs] == ["tiny", "tiny-beta-darts"]
+    assert [s.config.name for s in plan.all_studies] == [
+        "tiny-s3-darts", "tiny-s3-cmaes", "tiny-s4-darts", "tiny-s4-cmaes",
+        "tiny-beta-darts-s3-darts", "tiny-beta-darts-s3-cmaes", "tiny-beta-darts-s4-darts",
+        "tiny-beta-darts-s4-cmaes"]
+    out_dir = plan.out_dir(tmp_path)
+    assert out_dir == tmp_path / "tiny"
+    assert plan.variant_dirs(out_dir) == [tmp_path / "tiny-darts", tmp_path / "tiny-beta-darts"]
+    alone = plan_comparison(tiny_config, variants=["beta-darts"])
+    assert alone.variant_dirs(alone.out_dir(tmp_path)) == [tmp_path / "tiny-beta-darts"]
