@@ -27,6 +27,7 @@ from pipeline.search import (
     prepare_data,
 )
 from pipeline.search.build import variant
+from pipeline.search.darts import Stepper
 from pipeline.search.data import DeviceBatches, ImageSet
 from pipeline.search.population import StackedSearch
 from pipeline.spaces import get_space
@@ -140,20 +141,15 @@ def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: i
     searches = _searches(config, batches, order=order, population=population,
                          channels_last=channels_last, compiled=compiled, device=dev)
     (x_w, y_w), (x_a, y_a) = list(batches.epoch(0, 0))
-    if population == 1:
-        search = searches[0]
+    stepper: Stepper = searches[0]
+    if population > 1:  # every member on the same batches
+        stepper = StackedSearch(Population(searches).members)
+        x_w, y_w, x_a, y_a = (t.expand(population, *t.shape) for t in (x_w, y_w, x_a, y_a))
 
-        def step() -> None:
-            with search.variant_step(0):
-                search.arch_step(x_w, y_w, x_a, y_a)
-                search.weight_step(x_w, y_w)
-    else:
-        stack = StackedSearch(Population(searches).members)
-        stacked = [t.expand(population, *t.shape) for t in (x_w, y_w, x_a, y_a)]
-
-        def step() -> None:
-            stack.arch_step(stacked[2], stacked[3])
-            stack.weight_step(stacked[0], stacked[1])
+    def step() -> None:  # one step of ``run_steps``
+        with stepper.variant_step(0):
+            stepper.arch_step(x_w, y_w, x_a, y_a)
+            stepper.weight_step(x_w, y_w)
     for _ in range(warmup):
         step()
     median_ms = 1000 * statistics.median(_seconds(step, dev) for _ in range(iterations))

@@ -51,8 +51,9 @@ from pipeline.outer.storage import (
     make_storage,
     redact,
 )
-from pipeline.search import PopulationError, StartSpace, build_start_space, prepare_data
+from pipeline.search import StartSpace, build_start_space, prepare_data
 from pipeline.search.build import variant
+from pipeline.search.population import check_population
 
 logger = logging.getLogger(__name__)
 
@@ -236,18 +237,9 @@ def _gone(name: str, storage: optuna.storages.BaseStorage, storage_url: str) -> 
 
 
 def _check_population(config: StudyConfig, population: int) -> None:
-    if population < 1 or (population > 1 and config.search.order != 1):
-        raise PopulationError(f"a population of {population}: it must be >= 1, and above 1 "
-                              "runs first-order DARTS only (search.order = 1)")
-    if population > 1 and config.search.compile:
-        raise PopulationError("populations run eagerly: set search.compile = false")
-    if population > 1 and config.search.selection == "perturbation":
-        raise PopulationError("perturbation selection runs one search at a time: leave out "
-                              "--population")
-    if population > 1 and not variant(config).stackable:
-        raise PopulationError(f"the {config.search.variant} variant runs no batched "
-                              "population (its random mixing weights are drawn per search): "
-                              "leave out --population")
+    search = config.search
+    check_population(population, order=search.order, compiled=search.compile,
+                     selection=search.selection == "perturbation", variant=variant(config))
 
 
 def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,

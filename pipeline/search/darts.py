@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import Tensor
 from pipeline.search.architect import Architect, ArchSettings
 from pipeline.search.data import DeviceBatches
 from pipeline.search.selection import PerturbationSelection
+from pipeline.search.selection import tune_epochs as selection_tune_epochs
 from pipeline.search.steps import evaluation_sums, weight_step
 from pipeline.search.variants import Darts, noise
 from pipeline.spaces import Supernet
@@ -110,7 +111,7 @@ class DartsSearch:
         self.tune_epochs = tune_epochs
         # the search's epochs, then (with a selection) its fine-tuning between decisions
         self.total_epochs = epochs + (0 if selection is None
-                                      else max(len(selection.plan) - 1, 0) * tune_epochs)
+                                      else selection_tune_epochs(selection.space, tune_epochs))
         self.weight_batches = weight_batches
         self.arch_batches = arch_batches
         self.seed = seed
@@ -129,7 +130,6 @@ class DartsSearch:
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.t = 0.0  # how far the search is: 0 at its first step, 1 at its last
-        self._phase = "arch"  # which step ``losses`` serves: "arch" or "weights"
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -162,12 +162,7 @@ class DartsSearch:
         weight_lr = self.w_optimizer.param_groups[0]["lr"]
         self.net.train()
         totals = torch.zeros(2, device=self.alphas[0].device)  # loss sum, correct
-        for index, (x_w, y_w, x_a, y_a) in enumerate(self.epoch_batches()):
-            with self.variant_step(index):
-                if x_a is not None and y_a is not None:
-                    self.arch_step(x_w, y_w, x_a, y_a)
-                totals += self.weight_step(x_w, y_w)
-        return self.finish_epoch(totals, weight_lr, started)
+        return self.finish_epoch(run_steps(self, [self], totals), weight_lr, started)
 
     @contextlib.contextmanager
     def variant_step(self, index: int) -> Iterator[None]:
@@ -256,25 +251,25 @@ class DartsSearch:
     # -- the steps --------------------------------------------------------------------
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD step of the weights; returns (loss sum, correct) on the device."""
-        self._phase = "weights"
-        return weight_step(self, self.w_optimizer, x, y,
+        """One SGD step of the weights, mixed as the variant mixes a weight step; returns
+        (loss sum, correct) on the device."""
+        stepped = _Mixed(self, lambda alphas: self.variant.weight_step_weights(alphas, self.t))
+        return weight_step(stepped, self.w_optimizer, x, y,
                            grad_clip=self.weight_settings.grad_clip)
 
     def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
-        """One Adam step of the alphas on the validation half (with the variant's penalty
-        on the architecture loss)."""
-        self._phase = "arch"
-        self.architect.step(self, x_a, y_a, unroll=(x_w, y_w, self.w_optimizer),
+        """One Adam step of the alphas on the validation half, mixed as the variant mixes
+        an architecture step (with its penalty on the architecture loss)."""
+        self.architect.step(_Mixed(self, self.variant.edge_weights), x_a, y_a,
+                            unroll=(x_w, y_w, self.w_optimizer),
                             penalty=lambda alphas: self.variant.arch_penalty(alphas[0], self.t))
 
-    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def losses(self, x: Tensor, y: Tensor, mixing: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
         """The mean cross-entropy () and logits (B, classes) of the supernet on a batch,
-        mixed as the variant mixes the current step."""
-        alphas = self.net.alphas
-        weights = (self.variant.weight_step_weights(alphas, self.t) if self._phase == "weights"
-                   else self.variant.edge_weights(alphas))
-        logits = self.forward(x, weights=self._projected(weights))
+        mixed by ``mixing`` (edges, ops) (None: the alphas' softmax), with the selection's
+        decisions applied."""
+        logits = self.forward(x, weights=self._projected(mixing))
         return F.cross_entropy(logits, y), logits
 
     def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
@@ -351,6 +346,62 @@ class DartsSearch:
 # Batch-norm statistics depend on the batch they are taken over: the recalibration keeps
 # batches of 512, so that discrete-cell accuracies stay comparable across studies.
 RECALIBRATION_BATCH = 512
+
+
+class Stepper(Protocol):
+    """What takes an epoch's steps: one search, or a stacked population of them (whose
+    tensors carry a leading member dimension)."""
+
+    def variant_step(self, index: int) -> contextlib.AbstractContextManager[None]: ...
+
+    def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None: ...
+
+    def weight_step(self, x: Tensor, y: Tensor) -> Tensor: ...
+
+
+def run_steps(stepper: Stepper, members: Sequence[DartsSearch], totals: Tensor) -> Tensor:
+    """The one loop of an epoch's steps, for a search alone (``stepper`` is ``members[0]``)
+    or a population (``stepper`` stacks ``members``): at each step, with the variant's
+    state for it, an architecture step while the alphas' half lasts, then a weight step.
+    Adds each weight step's (loss sum, correct) to ``totals`` and returns it."""
+    for index, batches in enumerate(zip(*(m.epoch_batches() for m in members), strict=True)):
+        x_w, y_w, x_a, y_a = batches[0] if len(batches) == 1 else _stacked(batches)
+        with stepper.variant_step(index):
+            if x_a is not None and y_a is not None:
+                stepper.arch_step(x_w, y_w, x_a, y_a)
+            totals += stepper.weight_step(x_w, y_w)
+    return totals
+
+
+def _stacked(batches: Sequence[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
+             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The members' batches of one step stacked (K, ...); no alphas' batch unless every
+    member has one."""
+    x_w, y_w, x_a, y_a = zip(*batches, strict=True)
+    if any(x is None for x in x_a):
+        return torch.stack(x_w), torch.stack(y_w), None, None
+    return torch.stack(x_w), torch.stack(y_w), torch.stack(x_a), torch.stack(y_a)
+
+
+class _Mixed:
+    """A search as one kind of step sees it (``steps.Model``): its two parameter groups,
+    and its loss under that step's mixing weights, ``mixing(alphas)`` (None: the alphas'
+    softmax), computed from the alphas at each call."""
+
+    def __init__(self, search: DartsSearch, mixing: Callable[[Tensor], Tensor | None]) -> None:
+        self.search = search
+        self.mixing = mixing
+
+    @property
+    def weights(self) -> Sequence[Tensor]:
+        return self.search.weights
+
+    @property
+    def alphas(self) -> Sequence[Tensor]:
+        return self.search.alphas
+
+    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.search.losses(x, y, self.mixing(self.search.net.alphas))
 
 
 @contextlib.contextmanager

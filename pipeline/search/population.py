@@ -19,7 +19,7 @@ import copy
 import functools
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +27,39 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from pipeline.search.architect import Architect
-from pipeline.search.darts import DartsSearch, DivergedError, EpochRecord
+from pipeline.search.darts import DartsSearch, DivergedError, EpochRecord, run_steps
 from pipeline.search.steps import weight_step
+from pipeline.search.variants import Darts
 
 
 class PopulationError(ValueError):
     """Searches that cannot run as one population."""
+
+
+def check_population(size: int, *, order: int, compiled: bool, selection: bool,
+                     variant: Darts) -> None:
+    """The rules of a batched population of ``size`` searches of one kind (one search
+    alone runs anything).
+
+    Raises:
+        PopulationError: ``size`` below 1; above 1, a second-order, compiled or
+            perturbation-selecting search, or a variant that cannot be stacked.
+    """
+    if size < 1:
+        raise PopulationError(f"a population of {size}: it needs at least one search")
+    if size == 1:
+        return
+    if order != 1:
+        raise PopulationError("a population runs first-order DARTS only (search.order = 1)")
+    if compiled:
+        raise PopulationError("populations run eagerly: set search.compile = false")
+    if selection:
+        raise PopulationError("perturbation selection runs one search at a time: leave out "
+                              "--population")
+    if not variant.stackable:
+        raise PopulationError(f"the {variant.name} variant runs no batched population (its "
+                              "random mixing weights are drawn per search): leave out "
+                              "--population")
 
 
 def _settings(search: DartsSearch) -> tuple[object, ...]:
@@ -56,16 +83,11 @@ class Population:
     """
 
     def __init__(self, members: Sequence[DartsSearch]) -> None:
-        if not members:
-            raise PopulationError("a population needs at least one search")
-        if len(members) > 1 and any(m.architect.settings.order != 1 for m in members):
-            raise PopulationError("population batching runs first-order DARTS only "
-                                  "(search.order = 1)")
-        if len(members) > 1 and members[0].selection is not None:
-            raise PopulationError("perturbation selection runs one search at a time")
-        if len(members) > 1 and not members[0].variant.stackable:
-            raise PopulationError(f"the {members[0].variant.name} variant runs no batched "
-                                  "population: its random mixing weights are drawn per search")
+        check_population(len(members),
+                         order=max((m.architect.settings.order for m in members), default=1),
+                         compiled=any(m.compiled is not None for m in members),
+                         selection=any(m.selection is not None for m in members),
+                         variant=members[0].variant if members else Darts())
         first = _settings(members[0])
         if any(_settings(m) != first for m in members[1:]):
             raise PopulationError("the searches of a population must share their supernet, "
@@ -87,14 +109,8 @@ class Population:
             return [_ended(self.members[0].run_epoch)]
         started = time.perf_counter()
         stack = StackedSearch(self.members)
-        totals = torch.zeros(len(self.members), 2, device=stack.device)
-        first = self.members[0]
-        for index, steps in enumerate(zip(*(m.epoch_batches() for m in self.members),
-                                          strict=True)):
-            stack.t = first.progress(index)
-            if all(x_a is not None for _, _, x_a, _ in steps):
-                stack.arch_step(*_stacked([(x_a, y_a) for _, _, x_a, y_a in steps]))
-            totals += stack.weight_step(*_stacked([(x_w, y_w) for x_w, y_w, _, _ in steps]))
+        totals = run_steps(stack, self.members,
+                           torch.zeros(len(self.members), 2, device=stack.device))
         stack.write_back()
         with warnings.catch_warnings():
             # the stack's optimiser stepped, not the member's, which the member's scheduler
@@ -112,11 +128,6 @@ def _ended(epoch: Callable[[], EpochRecord]) -> EpochRecord | DivergedError:
         return epoch()
     except DivergedError as error:
         return error
-
-
-def _stacked(batches: Sequence[tuple[Tensor | None, Tensor | None]]) -> tuple[Tensor, Tensor]:
-    return (torch.stack([x for x, _ in batches]),  # type: ignore[misc]
-            torch.stack([y for _, y in batches]))  # type: ignore[misc]
 
 
 class StackedSearch:
@@ -201,11 +212,19 @@ class StackedSearch:
             losses, logits = vmap(one)(self.params, self.buffers, x, y)
         return losses, logits
 
-    def arch_step(self, x: Tensor, y: Tensor) -> None:
-        """One Adam step of every member's alphas on its validation batch, with the
-        variant's penalty on each member's architecture loss."""
+    @contextlib.contextmanager
+    def variant_step(self, index: int) -> Iterator[None]:
+        """The variant's state for the epoch's step ``index``: the search's progress (the
+        members' is one; a stacked variant draws no random numbers)."""
+        self.t = self.members[0].progress(index)
+        yield
+
+    def arch_step(self, x_w: Tensor, y_w: Tensor, x_a: Tensor, y_a: Tensor) -> None:
+        """One Adam step of every member's alphas on its validation batch (x_a, y_a), with
+        the variant's penalty on each member's architecture loss (first order: the
+        training batch is not used)."""
         self._set_aux_skip()
-        self.architect.step(self, x, y, penalty=lambda alphas: self.variant.arch_penalty(
+        self.architect.step(self, x_a, y_a, penalty=lambda alphas: self.variant.arch_penalty(
             alphas[0], self.t))
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
