@@ -82,17 +82,9 @@ def evaluation_key(config: StudyConfig, genotype: Genotype) -> dict[str, Any]:
     data = config.data
     return {"cell": genotype.to_str(), "dataset": data.dataset,
             "data_root": str(Path(data.root).resolve()) if data.dataset == "imagefolder"
-            else None, "seed": config.seed,
-            "settings": _plain(dataclasses.asdict(train_settings(config, genotype)))}
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, as JSON reads them back."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+            else None, "seed": config.seed,  # the settings as JSON reads them back
+            "settings": json.loads(json.dumps(dataclasses.asdict(train_settings(config,
+                                                                                genotype))))}
 
 
 def _recorded_seed(folder: Path) -> int | None:

@@ -71,14 +71,21 @@ def test_ctrl_c_is_one_line_and_status_links_the_trial_to_its_retry(
     assert rows[1].split()[0] == "*"  # the pick is marked
 
 
-def test_evaluate_trains_on_its_studys_data_says_when_it_resumes_and_flags_chance(
-        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _evaluation_options(study_file: Path, out: Path,
+                        capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The tiny study searched (one trial of one epoch), and the options that evaluate its
+    cells briefly into ``out``."""
     root = str(study_file.parent)
     assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "1",
                      "--set", "search.epochs=1", "-q"]) == 0
     capsys.readouterr()
-    common = ["--root", root, "--out", str(tmp_path / "evals"), "--set", "retrain.epochs=1",
-              "--set", "retrain.channels=4", "--set", "retrain.cells=1", "--device", "cpu"]
+    return ["--root", root, "--out", str(out), "--set", "retrain.epochs=1", "--set",
+            "retrain.channels=4", "--set", "retrain.cells=1", "--device", "cpu"]
+
+
+def test_evaluate_trains_on_its_studys_data_says_when_it_resumes_and_flags_chance(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = _evaluation_options(study_file, tmp_path / "evals", capsys)
     code, out, _ = _run(capsys, "evaluate", "--genotype", "tiny:0", *common)
     assert code == 0 and "(digits test split, 1 epochs from scratch)" in out  # the study's
     result = Path(re.search(r"result\s+(\S+)", out).group(1))
@@ -95,13 +102,8 @@ def test_evaluate_trains_on_its_studys_data_says_when_it_resumes_and_flags_chanc
 
 def test_an_evaluation_under_another_setting_never_overwrites_one_kept_before(
         study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = str(study_file.parent)
-    assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "1",
-                     "--set", "search.epochs=1", "-q"]) == 0
-    capsys.readouterr()
-    common = ["evaluate", "--genotype", "tiny:0", "--root", root, "--out",
-              str(tmp_path / "evals"), "--set", "retrain.epochs=1", "--set",
-              "retrain.channels=4", "--set", "retrain.cells=1", "--device", "cpu"]
+    common = ["evaluate", "--genotype", "tiny:0",
+              *_evaluation_options(study_file, tmp_path / "evals", capsys)]
 
     def result(*args: str) -> Path:
         code, out, _ = _run(capsys, *common, *args)
