@@ -99,18 +99,15 @@ def fork_study(name: str, new: str, overrides: list[str], *, root: str | Path,
     old = stored_config(name, root=root, storage=storage)
     complete = load_study(name, root=root, storage=storage).get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))
-    if any(o.partition("=")[0].strip() == "outer.warm_start" for o in overrides):
-        config = with_overrides(dataclasses.replace(old, name=new), overrides)  # as told
-        path = Path(root) / f"{new}.toml"
-        write(config, path)
-        warm = config.outer.warm_start == name
-        return Fork(config=config, path=path, warm=len(complete) if warm else 0,
-                    why_not="" if warm else "outer.warm_start is set by --set")
+    told = any(o.partition("=")[0].strip() == "outer.warm_start" for o in overrides)
     config = with_overrides(dataclasses.replace(old, name=new),
-                            [*overrides, "outer.warm_start="])
-    why_not = _why_no_warm_start(config, name, complete)
-    if not why_not:
-        config = with_overrides(config, [f"outer.warm_start={name}"])
+                            overrides if told else [*overrides, "outer.warm_start="])
+    if told:  # as the user set it
+        why_not = "" if config.outer.warm_start == name else "outer.warm_start is set by --set"
+    else:
+        why_not = _why_no_warm_start(config, name, complete)
+        if not why_not:
+            config = with_overrides(config, [f"outer.warm_start={name}"])
     path = Path(root) / f"{new}.toml"
     write(config, path)
     return Fork(config=config, path=path, warm=0 if why_not else len(complete),
