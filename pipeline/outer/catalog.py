@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import ConfigError, StudyConfig, load, with_overrides, write
 from pipeline.outer.budget import Budget, budget_spent
-from pipeline.outer.cores import alive, live_registrations
+from pipeline.outer.cores import live_registrations, local_worker, worker_lives
 from pipeline.outer.folder import belongs
 from pipeline.outer.picks import best_trial
 from pipeline.outer.sampling import WARM_START_TRIALS
@@ -173,15 +172,13 @@ def live_holders(study: optuna.Study, *, root: str | Path) -> list[str]:
     """The workers that hold ``study`` now, as far as this machine can tell: this machine's
     live workers registered for it under ``root``, and the workers of its running trials
     (on this machine, if their process lives; on another, always: only they can tell)."""
-    host = socket.gethostname()
     holders = {worker for worker, name in live_registrations(root).items()
                if name == study.study_name}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get("worker", ""))
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host != host:
+        if local_worker(trial.user_attrs) is None:
             holders.add(f"{worker or 'an unknown worker'} (trial {trial.number})")
-        elif pid.isdigit() and alive(int(pid), trial.user_attrs.get("worker_started") or None):
+        elif worker_lives(trial.user_attrs):
             holders.add(worker)
     return sorted(holders)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import warnings
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline.outer.cores import alive
+from pipeline.outer.cores import local_worker, worker_lives
 from pipeline.outer.trials import INTERRUPTED, original_number, resumable
 
 logger = logging.getLogger(__name__)
@@ -33,16 +32,13 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     process has ended (killed, say), and those of this very process, which runs no trial
     while it recovers (its own tell failed): they need not wait for a heartbeat's grace
     period, and on a journal file, which keeps none, nothing else would ever end them."""
-    host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit():
+        pid = local_worker(trial.user_attrs)
+        own = pid == os.getpid()
+        if pid is None or (not own and worker_lives(trial.user_attrs)):
             continue
-        own = int(pid) == os.getpid()
-        if not own and alive(int(pid), trial.user_attrs.get("worker_started") or None):
-            continue
-        reason = (f"{INTERRUPTED}: its worker {host}:{pid} "
+        reason = (f"{INTERRUPTED}: its worker {trial.user_attrs['worker']} "
                   + ("ended it without telling" if own else "is gone"))
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
         study.tell(trial.number, state=TrialState.FAIL)

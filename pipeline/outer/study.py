@@ -231,7 +231,7 @@ def _gone(name: str, storage: optuna.storages.BaseStorage, storage_url: str) -> 
         storage.get_study_id_from_name(name)
     except KeyError:
         return True
-    except Exception:  # noqa: BLE001 - unreachable now: the caller's own error stands
+    except Exception:  # noqa: BLE001 - the storage cannot answer: the caller's error stands
         return False
     return False
 

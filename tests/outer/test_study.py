@@ -607,7 +607,7 @@ def test_a_killed_workers_trial_is_retried_at_once_without_reseeding_the_sampler
     monkeypatch.setattr(pipeline.outer.study, "build_sampler",
                         lambda config, space, *, seed, **kwargs: seeds.append(seed) or
                         build_sampler(config, space, seed=seed, **kwargs))
-    monkeypatch.setattr(pipeline.outer.recovery, "alive", lambda pid: False)
+    monkeypatch.setattr(pipeline.outer.recovery, "worker_lives", lambda attrs: False)
     run_study(config, root=tmp_path / "split", storage=storage, device=CPU)
     assert seeds == [config.seed]
     trials = load_study("tiny", root=tmp_path / "split", storage=storage).get_trials()
