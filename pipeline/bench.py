@@ -17,18 +17,16 @@ from typing import Any
 
 import torch
 
-from pipeline.config import ConfigError, StudyConfig
+from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.search import (
-    ArchSettings,
     DartsSearch,
     Population,
     build_search,
     build_start_space,
     prepare_data,
 )
-from pipeline.search.build import variant
 from pipeline.search.darts import Stepper
-from pipeline.search.data import DeviceBatches, ImageSet
+from pipeline.search.data import DeviceBatches, ImageSet, SearchData
 from pipeline.search.population import StackedSearch
 from pipeline.spaces import get_space
 
@@ -105,21 +103,17 @@ def check_iterations(orders: Sequence[int], populations: Sequence[int],
 
 def _searches(config: StudyConfig, batches: DeviceBatches, *, order: int, population: int,
               channels_last: bool, compiled: bool, device: torch.device) -> list[DartsSearch]:
-    """``population`` searches of the study's supernet on ``batches``, from seeds 0, 1, ..."""
-    searches = []
-    for k in range(population):
-        torch.manual_seed(k)
-        net = get_space(config.space.name).supernet(
-            config.space, num_classes=10, in_channels=3,
-            aux_skip=config.search.variant == "darts-minus").to(device)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        searches.append(DartsSearch(net, weight_batches=batches, arch_batches=batches, seed=k,
-                                    epochs=1, arch_settings=ArchSettings(order=order),
-                                    variant=variant(config),
-                                    bf16=config.search.precision == "bf16",
-                                    compile_backend="inductor" if compiled else None))
-    return searches
+    """``population`` searches of the study, built as a study builds them and from its
+    plain-DARTS start, on ``batches``, from seeds 0, 1, ..."""
+    timed = with_overrides(config, [f"search.order={order}",
+                                    f"search.channels_last={str(channels_last).lower()}",
+                                    f"search.compile={str(compiled).lower()}"])
+    data = SearchData(weight_batches=batches, arch_batches=batches, num_classes=10,
+                      in_channels=3)
+    space = build_start_space(timed, steps_per_epoch=len(batches))
+    start = space.decode(space.centre())
+    return [build_search(timed, data, start, seed=k, init_seed=k, device=device)
+            for k in range(population)]
 
 
 def measure_iteration(config: StudyConfig, *, order: int, device: str, warmup: int = 2,

@@ -8,29 +8,26 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from pipeline.spaces import SPACES
+from pipeline.variants import VARIANTS, build_variant
+
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-SPACES = ("nb201", "darts")
-SAMPLERS = ("cmaes", "darts", "random", "tpe", "nsga2")
-PRUNERS = ("median", "percentile", "patient", "none")
 OBJECTIVES = ("supernet", "discrete", "trained")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
-VARIANTS = ("darts", "darts-minus", "beta-darts", "drnas", "sdarts-rs")
-FIRST_ORDER_ONLY = ("drnas",)
 SELECTIONS = ("argmax", "perturbation")
-DRNAS_REGULARIZERS = ("l2", "kl")
 ALPHA_SPACES = ("edge-op", "op")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 MAX_SEED = 2**32 - 1
 # Bounds past which a study cannot run on any machine (memory), refused at load time.
-MAX_CHANNELS, MAX_CELLS, MAX_DIRECTIONS, MAX_POPSIZE, MAX_PADDING = 1024, 64, 64, 1000, 64
+MAX_CHANNELS, MAX_DIRECTIONS, MAX_POPSIZE, MAX_PADDING = 1024, 64, 1000, 64
 MAX_HEARTBEAT_S, MAX_GRACE_S = 3600, 7 * 24 * 3600
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What may change while a study runs: its budget, and how tensors are laid out in memory.
@@ -47,8 +44,47 @@ def _check(condition: bool, key: str, message: str, value: object) -> None:
         raise ConfigError(f"{key} {message}, got {value!r}")
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def _check_choice(key: str, value: str, choices: Iterable[str]) -> None:
     _check(value in choices, key, f"must be one of {', '.join(choices)}", value)
+
+
+def _checked(section: str, check: Callable[..., object], *args: Any) -> None:
+    """Call ``check(*args)``; a ``ValueError`` it raises (a plugin's check of its own
+    setting, naming its key) becomes a ``ConfigError`` naming the key in ``section``."""
+    try:
+        check(*args)
+    except ValueError as error:
+        raise ConfigError(f"{section}.{error}") from None
+
+
+def _plugins(section: type) -> tuple[str, list[type]] | None:
+    """For a section some of whose keys the registered spaces or variants own: the field
+    that holds those keys, and the classes that declare them."""
+    if section is SpaceConfig:
+        return "settings", [space.settings_type for space in SPACES.values()]
+    if section is SearchConfig:
+        return "variant_settings", list(VARIANTS.values())
+    return None
+
+
+def _plugin_fields(plugins: Iterable[type]) -> dict[str, dataclasses.Field[Any]]:
+    """The settings the plugins (spaces or variants) declare, by key."""
+    return {f.name: f for plugin in plugins for f in dataclasses.fields(plugin)}
+
+
+def _complete(section: str, given: Mapping[str, Any], plugins: Iterable[type]
+              ) -> dict[str, Any]:
+    """``given`` with every plugin setting it lacks at its default.
+
+    Raises:
+        ConfigError: a key that no plugin declares.
+    """
+    fields = _plugin_fields(plugins)
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {section}.{unknown[0]!r} (settings of the registered "
+                          f"plugins: {', '.join(fields)})")
+    return {key: given.get(key, f.default) for key, f in fields.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,21 +117,23 @@ class DataConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpaceConfig:
-    """The cell space and the size of its supernet."""
+    """The cell space and the size of its supernet. ``settings`` holds the keys that the
+    registered spaces own (``[space]`` keys of the study file, such as NB201's
+    ``cells_per_stage``), each space's at its default unless given; each space checks its
+    own."""
 
     name: str = "nb201"
     channels: int = 16
-    cells_per_stage: int = 5
-    layers: int = 8
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_choice("space.name", self.name, SPACES)
         _check(1 <= self.channels <= MAX_CHANNELS, "space.channels",
                f"must be in 1..{MAX_CHANNELS}", self.channels)
-        _check(1 <= self.cells_per_stage <= MAX_CELLS, "space.cells_per_stage",
-               f"must be in 1..{MAX_CELLS}", self.cells_per_stage)
-        _check(3 <= self.layers <= MAX_CELLS, "space.layers",
-               f"must be in 3..{MAX_CELLS} (two are reductions)", self.layers)
+        object.__setattr__(self, "settings", _complete(
+            "space", self.settings, [space.settings_type for space in SPACES.values()]))
+        for space in SPACES.values():
+            _checked("space", space.own_settings, self.settings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,12 +165,7 @@ class SearchConfig:
     channels_last: bool = True
     compile: bool = False
     variant: str = "darts"
-    aux_skip_beta: float = 1.0
-    beta_lambda: float = 50.0
-    drnas_regularizer: str = "l2"
-    drnas_reg_weight: float = 1e-3
-    sdarts_epsilon_min: float = 0.03
-    sdarts_epsilon_max: float = 0.3
+    variant_settings: dict[str, Any] = field(default_factory=dict)
     selection: str = "argmax"
     selection_tune_epochs: int = 5
 
@@ -170,16 +203,13 @@ class SearchConfig:
     def _check_variant(self) -> None:
         _check_choice("search.variant", self.variant, VARIANTS)
         _check_choice("search.selection", self.selection, SELECTIONS)
-        _check_choice("search.drnas_regularizer", self.drnas_regularizer, DRNAS_REGULARIZERS)
-        for name in ("aux_skip_beta", "beta_lambda", "drnas_reg_weight", "sdarts_epsilon_min",
-                     "sdarts_epsilon_max"):
-            _check(getattr(self, name) >= 0, f"search.{name}", "must be >= 0",
-                   getattr(self, name))
-        _check(self.sdarts_epsilon_min <= self.sdarts_epsilon_max, "search.sdarts_epsilon_max",
-               "must be >= search.sdarts_epsilon_min", self.sdarts_epsilon_max)
+        object.__setattr__(self, "variant_settings", _complete(
+            "search", self.variant_settings, list(VARIANTS.values())))
+        for name in VARIANTS:
+            _checked("search", build_variant, name, self.variant_settings)
         _check(self.selection_tune_epochs >= 0, "search.selection_tune_epochs", "must be >= 0",
                self.selection_tune_epochs)
-        _check(self.order == 1 or self.variant not in FIRST_ORDER_ONLY, "search.order",
+        _check(self.order == 1 or not VARIANTS[self.variant].first_order_only, "search.order",
                f"must be 1 with search.variant = {self.variant!r}: its sampled mixing weights "
                "have no unrolled gradient", self.order)
 
@@ -237,7 +267,9 @@ class StartConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OuterConfig:
-    """The Optuna study around the inner searches."""
+    """The Optuna study around the inner searches. ``sampler`` and ``pruner`` name entries
+    of ``pipeline.outer.sampling``'s registries, which check them (and the settings they
+    need) before a study runs."""
 
     sampler: str = "cmaes"
     n_trials: int = 16
@@ -256,13 +288,8 @@ class OuterConfig:
     grace_period: int = 120
 
     def __post_init__(self) -> None:
-        _check_choice("outer.sampler", self.sampler, SAMPLERS)
-        _check_choice("outer.pruner", self.pruner, PRUNERS)
         if self.warm_start:
             check_study_name(self.warm_start, key="outer.warm_start")
-            _check(self.sampler == "cmaes" and not self.separable, "outer.warm_start",
-                   "needs outer.sampler = \"cmaes\" without outer.separable (WS-CMA-ES)",
-                   self.warm_start)
         _check(self.n_trials >= 1, "outer.n_trials", "must be >= 1", self.n_trials)
         _check(self.epoch_budget >= 0, "outer.epoch_budget", "must be >= 0 (0: count trials)",
                self.epoch_budget)
@@ -353,22 +380,10 @@ class StudyConfig:
                "search.arch_lr", '0 (alphas fixed at their start) needs search.selection = '
                '"perturbation": argmax would return the start\'s own argmax (from plain '
                "DARTS' uniform start, the all-none cell)", self.search.arch_lr)
-        _check(self.search.arch_lr > 0 or self.start.alpha_range > 0
-               or self.outer.sampler == "darts", "start.alpha_range",
-               "must be > 0 when search.arch_lr = 0: the derived box (arch_lr x steps) has "
-               "width 0, so every start would be plain DARTS' (docs/results.md's fixed-alpha "
-               "studies use 0.5)", self.start.alpha_range)
         budget, epochs = self.outer.epoch_budget, self.search.epochs
         _check(budget == 0 or budget >= epochs, "outer.epoch_budget",
                f"must be 0 (count trials) or hold one search (>= search.epochs = {epochs})",
                budget)
-        if self.search.multi_objective:
-            _check(self.outer.sampler != "cmaes", "outer.sampler",
-                   'cannot be "cmaes" with two objectives (CMA-ES optimises one); '
-                   'use "tpe" or "nsga2"', self.outer.sampler)
-            _check(self.outer.pruner == "none", "outer.pruner",
-                   'must be "none" with two objectives (Optuna cannot prune them)',
-                   self.outer.pruner)
 
 
 def check_study_name(name: str, *, key: str = "name") -> None:
@@ -382,8 +397,12 @@ def check_study_name(name: str, *, key: str = "name") -> None:
 
 
 def to_dict(config: StudyConfig) -> dict[str, Any]:
-    """Return the config as plain JSON/TOML-able data (tuples become lists)."""
+    """Return the config as plain JSON/TOML-able data (tuples become lists; the keys that
+    spaces and variants own sit in their section beside the others)."""
     plain: dict[str, Any] = _plain(dataclasses.asdict(config))
+    for name, section in (("space", SpaceConfig), ("search", SearchConfig)):
+        holder, _ = _plugins(section) or ("", [])
+        plain[name].update(plain[name].pop(holder))
     return plain
 
 
@@ -476,14 +495,20 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'study'} must be a table, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
+    holder, plugins = _plugins(cls) or ("", [])
+    hints.pop(holder, None)
+    owned = {key: hint for plugin in plugins for key, hint in typing.get_type_hints(plugin).items()
+             if key in _plugin_fields([plugin])}
+    unknown = sorted(set(data) - set(hints) - set(owned))
     if unknown:
-        raise ConfigError(
-            f"unknown key {prefix + unknown[0]!r} (valid keys: {', '.join(sorted(fields))})"
-        )
-    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+        raise ConfigError(f"unknown key {prefix + unknown[0]!r} "
+                          f"(valid keys: {', '.join(sorted({*hints, *owned}))})")
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()
+              if name in hints}
+    if holder:
+        kwargs[holder] = {name: _coerce(owned[name], value, prefix + name)
+                          for name, value in data.items() if name in owned}
     try:
         return cls(**kwargs)
     except TypeError as error:  # a required key is missing

@@ -10,6 +10,15 @@ from hypothesis import strategies as st
 
 from pipeline import config as cfg
 from pipeline.config import ConfigError, StudyConfig, from_dict, load, to_dict
+from pipeline.outer.sampling import check_outer
+
+
+def _load_to_run(path: Path, overrides: list[str]) -> StudyConfig:
+    """A study file as ``search`` reads it: loaded, and its outer loop checked by the
+    registered samplers and pruners."""
+    config = load(path, overrides)
+    check_outer(config)
+    return config
 
 
 def test_defaults_follow_nb201_darts_protocol() -> None:
@@ -19,7 +28,7 @@ def test_defaults_follow_nb201_darts_protocol() -> None:
         5e-4, 3e-4, 1e-3)
     assert (c.search.arch_beta1, c.search.arch_beta2) == (0.5, 0.999)
     assert c.search.nesterov and c.search.grad_clip == 5.0 and c.search.batch_size == 64
-    assert (c.space.channels, c.space.cells_per_stage) == (16, 5)
+    assert (c.space.channels, c.space.settings["cells_per_stage"]) == (16, 5)
 
 
 def test_dict_round_trip_is_lossless(tiny_config: StudyConfig) -> None:
@@ -74,7 +83,7 @@ def test_every_shipped_study_file_is_valid(path: Path) -> None:
 ])
 def test_bad_overrides_name_the_key(study_file: Path, override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load(study_file, [override])
+        _load_to_run(study_file, [override])
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
@@ -105,7 +114,7 @@ def _as_toml(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(map(_as_toml, value)) + "]"
     return repr(value)
@@ -179,10 +188,10 @@ def test_holdout_needs_a_subset_and_the_trained_objective(study_file: Path) -> N
 
 def test_two_objectives_need_a_sampler_and_pruner_that_support_them(study_file: Path) -> None:
     pair = "search.objective=['discrete', 'params']"
-    with pytest.raises(ConfigError, match='outer.sampler cannot be "cmaes"'):
-        load(study_file, [pair, "outer.pruner=none"])
+    with pytest.raises(ConfigError, match="outer.sampler cannot be 'cmaes'"):
+        _load_to_run(study_file, [pair, "outer.pruner=none"])
     with pytest.raises(ConfigError, match="outer.pruner must be"):
-        load(study_file, [pair, "outer.sampler=nsga2", "outer.pruner=median"])
+        _load_to_run(study_file, [pair, "outer.sampler=nsga2", "outer.pruner=median"])
     search = load(study_file, [pair, "outer.sampler=tpe", "outer.pruner=none"]).search
     assert search.objectives == ("discrete", "params") and search.multi_objective
     assert search.accuracy_objective == "discrete"
@@ -195,7 +204,7 @@ def test_fixed_alphas_need_perturbation_selection_and_a_start_box(study_file: Pa
                                           '"perturbation"'):
         load(study_file, ["search.arch_lr=0"])
     with pytest.raises(ConfigError, match="start.alpha_range must be > 0 when search.arch_lr"):
-        load(study_file, ["search.arch_lr=0", "search.selection=perturbation"])
+        _load_to_run(study_file, ["search.arch_lr=0", "search.selection=perturbation"])
     plain = load(study_file, ["search.arch_lr=0", "search.selection=perturbation",
                               "outer.sampler=darts"])
     assert plain.start.alpha_range == 0  # plain starts need no box

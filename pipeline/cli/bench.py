@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.options import add_moved, device_options, pick_device, set_options, whole_number
+from pipeline.variants import VARIANTS
 
 if TYPE_CHECKING:
     from pipeline.config import StudyConfig
@@ -30,8 +31,8 @@ class Bench:
         parser.add_argument("--order", type=int, nargs="+", choices=[1, 2], default=[1, 2],
                             help="DARTS' first or second order, or both (default: both)")
         parser.add_argument("--variant", nargs="+", metavar="V",
-                            help="time these DARTS variants (darts, darts-minus, beta-darts, "
-                            "drnas, sdarts-rs; default: the study's)")
+                            choices=list(VARIANTS), help="time these DARTS variants "
+                            f"({', '.join(VARIANTS)}; default: the study's)")
         parser.add_argument("--population", type=whole_number(1), nargs="+", default=[1],
                             metavar="K", help="also time K first-order searches stacked into "
                             "one batched computation (e.g. --order 1 --population 1 2 4 8 16)")
@@ -87,18 +88,20 @@ class Bench:
 def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> list[Any]:
     """A record per variant, order, memory format, mode and population size asked for."""
     from pipeline.bench import in_fresh_process, measure_iteration
-    from pipeline.config import FIRST_ORDER_ONLY, ConfigError, with_overrides
+    from pipeline.config import ConfigError, with_overrides
+
+    first_order_only = [name for name, cls in VARIANTS.items() if cls.first_order_only]
 
     pairs = [(with_overrides(config, [f"search.variant={name}"]), order)
              for name in args.variant or [config.search.variant] for order in args.order]
     runnable = [(timed, order) for timed, order in pairs
-                if order == 1 or (timed.search.variant not in FIRST_ORDER_ONLY
+                if order == 1 or (timed.search.variant not in first_order_only
                                   and 1 in args.population)]
     if not runnable:
-        raise ConfigError(f"--order 2 cannot time {', '.join(FIRST_ORDER_ONLY)} (first order "
+        raise ConfigError(f"--order 2 cannot time {', '.join(first_order_only)} (first order "
                           "only): add --order 1")
     for name in sorted({timed.search.variant for timed, order in pairs if order == 2}
-                       & set(FIRST_ORDER_ONLY)):
+                       & set(first_order_only)):
         print(f"{name}: first order only, its second order is not timed")
     if 2 in args.order and max(args.population) > 1:
         print("populations run first order: their second order is not timed")

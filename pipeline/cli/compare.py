@@ -16,6 +16,7 @@ from pipeline.cli.options import (
     whole_number,
 )
 from pipeline.cli.search import population_options, raise_terminated
+from pipeline.variants import VARIANTS
 
 
 class Compare:
@@ -36,9 +37,9 @@ class Compare:
         parser.add_argument("--methods", nargs="+", metavar="METHOD",
                             help="run only these of darts, random and cmaes (or the study's "
                             "sampler in a two-objective comparison)")
-        parser.add_argument("--variants", nargs="+", metavar="VARIANT",
-                            help="compare each of these inner searches (darts, darts-minus, "
-                            "beta-darts, drnas, sdarts-rs): studies NAME-VARIANT-sSEED-METHOD")
+        parser.add_argument("--variants", nargs="+", metavar="VARIANT", choices=list(VARIANTS),
+                            help="compare each of these inner searches "
+                            f"({', '.join(VARIANTS)}): studies NAME-VARIANT-sSEED-METHOD")
         parser.add_argument("--picks", help="also write each pick into this CSV (rows of "
                             "the same setting and runs are replaced)")
         parser.add_argument("--setting", help="the picks' setting name (default: the study's)")

@@ -15,7 +15,7 @@ from pipeline.outer.budget import Budget, budget_spent
 from pipeline.outer.cores import live_registrations, local_worker, worker_lives
 from pipeline.outer.folder import belongs
 from pipeline.outer.picks import best_trial
-from pipeline.outer.sampling import WARM_START_TRIALS
+from pipeline.outer.sampling import SAMPLERS, WARM_START_TRIALS, check_outer
 from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir, stored_config
 from pipeline.search import build_start_space
@@ -101,6 +101,7 @@ def fork_study(name: str, new: str, overrides: list[str], *, root: str | Path,
     told = any(o.partition("=")[0].strip() == "outer.warm_start" for o in overrides)
     config = with_overrides(dataclasses.replace(old, name=new),
                             overrides if told else [*overrides, "outer.warm_start="])
+    check_outer(config)
     if told:  # as the user set it
         why_not = "" if config.outer.warm_start == name else "outer.warm_start is set by --set"
     else:
@@ -116,7 +117,7 @@ def fork_study(name: str, new: str, overrides: list[str], *, root: str | Path,
 def _why_no_warm_start(config: StudyConfig, name: str, complete: list[FrozenTrial]) -> str:
     """Why study ``name``'s complete trials cannot warm-start the study ``config``; "" if
     they can."""
-    if config.outer.sampler != "cmaes" or config.outer.separable:
+    if not SAMPLERS[config.outer.sampler].warm_starts or config.outer.separable:
         return "the new study does not run CMA-ES with a full covariance"
     if len(complete) < WARM_START_TRIALS:
         return f"it needs {WARM_START_TRIALS} complete trials; {name} has {len(complete)}"

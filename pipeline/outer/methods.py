@@ -13,6 +13,7 @@ import torch
 from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.outer.objective import Publisher
 from pipeline.outer.parallel import run_side_by_side
+from pipeline.outer.sampling import check_outer
 from pipeline.outer.study import run_study
 from pipeline.search.build import search_epochs
 
@@ -139,6 +140,8 @@ def run_methods(studies: Sequence[MethodStudy], *, root: str | Path, device: tor
     """
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: it must be >= 1")
+    for study in studies:
+        check_outer(study.config)
     if jobs > 1:
         run_side_by_side([study.config for study in side_by_side_order(studies)], jobs=jobs,
                          root=root, storage=storage, device=device, population=population,

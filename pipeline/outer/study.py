@@ -39,6 +39,7 @@ from pipeline.outer.sampling import (
     WARM_START_COPY,
     build_pruner,
     build_sampler,
+    check_outer,
     decode_trials,
     encode_trials,
 )
@@ -165,6 +166,7 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
         PopulationError: a population size below 1, or above 1 for a second-order or
             compiled search.
     """
+    check_outer(config)
     _check_population(config, population)
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 import torch
 
-from pipeline.config import StudyConfig, to_dict, without_changeable
+from pipeline.config import SearchConfig, StudyConfig, to_dict, without_changeable
 from pipeline.search import DivergedError
 
 INTERRUPTED = "interrupted"
@@ -25,13 +25,12 @@ RESUMABLE = (INTERRUPTED, IO_ERROR)
 # differs from another only in them takes the other's searches over.
 NOT_SEARCH = ("retrain",)
 NOT_SEARCH_SETTINGS = ("data.holdout",)
-# Settings added after trials first recorded their config: left out while at their
-# default, so that a trial of an older study keeps its record (and its checkpoint and its
-# search digest stay valid).
-LATER_SETTINGS = ("outer.warm_start", "search.variant", "search.aux_skip_beta",
-                  "search.beta_lambda", "search.drnas_regularizer", "search.drnas_reg_weight",
-                  "search.sdarts_epsilon_min", "search.sdarts_epsilon_max", "search.selection",
-                  "search.selection_tune_epochs", "start.alpha_space")
+# Settings added after trials first recorded their config (every variant's among them):
+# left out while at their default, so that a trial of an older study keeps its record (and
+# its checkpoint and its search digest stay valid).
+LATER_SETTINGS = ("outer.warm_start", "search.variant",
+                  *(f"search.{key}" for key in SearchConfig().variant_settings),
+                  "search.selection", "search.selection_tune_epochs", "start.alpha_space")
 
 
 class SurplusTrialError(RuntimeError):

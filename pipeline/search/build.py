@@ -11,8 +11,8 @@ from pipeline.search.darts import DartsSearch, WeightSettings
 from pipeline.search.data import SearchData
 from pipeline.search.selection import PerturbationSelection, tune_epochs
 from pipeline.search.start import StartPoint, apply_start
-from pipeline.search.variants import Darts, build_variant
 from pipeline.spaces import get_space
+from pipeline.variants import Darts, build_variant
 
 
 def weight_settings(config: StudyConfig, hyperparams: dict[str, float]) -> WeightSettings:
@@ -27,22 +27,18 @@ def weight_settings(config: StudyConfig, hyperparams: dict[str, float]) -> Weigh
 
 def arch_settings(config: StudyConfig, hyperparams: dict[str, float]) -> ArchSettings:
     """The study's architecture step, with co-searched ``arch_lr`` and
-    ``arch_weight_decay`` in place of the configured values. DrNAS sets the alphas' weight
-    decay itself: its L2 regulariser's weight, or none beside its KL term."""
+    ``arch_weight_decay`` in place of the configured values; the variant may set the
+    alphas' weight decay itself (DrNAS' L2 regulariser)."""
     s = config.search
-    decay = hyperparams.get("arch_weight_decay", s.arch_weight_decay)
-    if s.variant == "drnas":
-        decay = s.drnas_reg_weight if s.drnas_regularizer == "l2" else 0.0
+    decay = variant(config).arch_weight_decay(
+        hyperparams.get("arch_weight_decay", s.arch_weight_decay))
     return ArchSettings(lr=hyperparams.get("arch_lr", s.arch_lr),
                         betas=(s.arch_beta1, s.arch_beta2), weight_decay=decay, order=s.order)
 
 
 def variant(config: StudyConfig) -> Darts:
     """The study's DARTS variant with its settings."""
-    s = config.search
-    return build_variant(s.variant, aux_skip_beta=s.aux_skip_beta, beta_lambda=s.beta_lambda,
-                         drnas_kl=s.drnas_reg_weight if s.drnas_regularizer == "kl" else 0.0,
-                         sdarts_epsilon=(s.sdarts_epsilon_min, s.sdarts_epsilon_max))
+    return build_variant(config.search.variant, config.search.variant_settings)
 
 
 def selection(config: StudyConfig, seed: int) -> PerturbationSelection | None:
@@ -82,7 +78,7 @@ def build_search(config: StudyConfig, data: SearchData, start: StartPoint, *, se
         torch.manual_seed(init_seed)
         net = get_space(config.space.name).supernet(
             config.space, num_classes=data.num_classes, in_channels=data.in_channels,
-            aux_skip=config.search.variant == "darts-minus")
+            aux_skip=variant(config).has_aux_skip)
     apply_start(net, start, direction_seed=config.seed)
     net = net.to(device)
     if config.search.channels_last:

@@ -25,8 +25,8 @@ from pipeline.search.data import DeviceBatches
 from pipeline.search.selection import PerturbationSelection
 from pipeline.search.selection import tune_epochs as selection_tune_epochs
 from pipeline.search.steps import evaluation_sums, weight_step
-from pipeline.search.variants import Darts, noise
 from pipeline.spaces import Supernet
+from pipeline.variants import Darts, noise
 
 
 class DivergedError(RuntimeError):

@@ -29,7 +29,7 @@ from torch.func import functional_call, vmap
 from pipeline.search.architect import Architect
 from pipeline.search.darts import DartsSearch, DivergedError, EpochRecord, run_steps
 from pipeline.search.steps import weight_step
-from pipeline.search.variants import Darts
+from pipeline.variants import Darts
 
 
 class PopulationError(ValueError):

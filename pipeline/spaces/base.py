@@ -4,10 +4,11 @@ protocol that trains it. ``CellSpace`` is that interface; each space implements 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ POOL_OPS = frozenset({"avg_pool_3x3", "max_pool_3x3"})
 NONE_OPS = frozenset({"none"})
 # Parameter families whose initial scale the start vector controls.
 WEIGHT_FAMILIES = ("stem", "cells", "reductions", "classifier")
+MAX_CELLS = 64  # deeper supernets than this do not fit any machine's memory
 
 
 class GenotypeError(ValueError):
@@ -82,16 +84,15 @@ class TrainSettings:
 
 
 class SpaceSettings(Protocol):
-    """The size of a supernet, as the study file's ``[space]`` section gives it."""
+    """The size of a supernet, as the study file's ``[space]`` section gives it: the
+    channels, and ``settings``, which holds each space's own keys (its ``settings_type``
+    reads them)."""
 
     @property
     def channels(self) -> int: ...
 
     @property
-    def cells_per_stage(self) -> int: ...
-
-    @property
-    def layers(self) -> int: ...
+    def settings(self) -> Mapping[str, Any]: ...
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -167,6 +168,19 @@ class CellSpace(ABC):
     datasets: ClassVar[dict[str, int]]
     network_description: ClassVar[str]
     benchmark: ClassVar[str | None] = None
+    # a frozen dataclass of the space's own ``[space]`` keys with their defaults, which
+    # checks them on construction (raising ``ValueError`` naming the key)
+    settings_type: ClassVar[type[Any]]
+
+    def own_settings(self, settings: Mapping[str, Any]) -> Any:
+        """The space's settings read from ``settings`` (which may hold other spaces' keys
+        too; a missing one keeps its default).
+
+        Raises:
+            ValueError: a setting is out of range; the message names it.
+        """
+        keys = [f.name for f in dataclasses.fields(self.settings_type)]
+        return self.settings_type(**{key: settings[key] for key in keys if key in settings})
 
     @abstractmethod
     def claims(self, text: str) -> bool:

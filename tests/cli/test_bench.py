@@ -13,9 +13,9 @@ from pipeline.config import SearchConfig, SpaceConfig, StudyConfig
 def _bench(*, space: str = "nb201", channels: int = 4, cells: int = 1, batch: int = 8,
            precision: str = "fp32") -> StudyConfig:
     """The study a benchmark times: a supernet of ``channels`` and ``cells`` at a batch."""
-    return StudyConfig(name="bench", space=SpaceConfig(name=space, channels=channels,
-                                                       cells_per_stage=cells,
-                                                       layers=max(cells, 3)),
+    return StudyConfig(name="bench", space=SpaceConfig(
+        name=space, channels=channels, settings={"cells_per_stage": cells,
+                                                 "layers": max(cells, 3)}),
                        search=SearchConfig(batch_size=batch, precision=precision))
 
 

@@ -5,6 +5,7 @@ result."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.config import StudyConfig
+from pipeline.config import SpaceConfig, StudyConfig, with_overrides
 from pipeline.search import DartsSearch, build_search, build_start_space, prepare_data
 from pipeline.search.selection import PerturbationSelection, decisions, tune_epochs
-from pipeline.search.variants import BetaDarts, DrNAS, SdartsRS, noise, perturbed
 from pipeline.spaces import get_space
+from pipeline.variants import noise
+from pipeline.variants.beta_darts import BetaDarts
+from pipeline.variants.drnas import DrNAS
+from pipeline.variants.sdarts_rs import SdartsRS, perturbed
 
 CPU = torch.device("cpu")
 VARIANT_NAMES = ["darts", "darts-minus", "beta-darts", "drnas", "sdarts-rs"]
@@ -24,7 +28,8 @@ VARIANT_NAMES = ["darts", "darts-minus", "beta-darts", "drnas", "sdarts-rs"]
 
 def _search(config: StudyConfig, *, seed: int = 0, init_seed: int | None = None,
             **search: object) -> DartsSearch:
-    config = dataclasses.replace(config, search=dataclasses.replace(config.search, **search))
+    config = with_overrides(config, [f"search.{key}={json.dumps(value)}"
+                                     for key, value in search.items()])
     data = prepare_data(config, CPU)
     space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     return build_search(config, data, space.decode(space.centre()), seed=seed,
@@ -40,7 +45,7 @@ def _plain_starts(config: StudyConfig) -> StudyConfig:
 def test_beta_decay_is_the_formula_and_its_gradient_ramped_from_0_to_lambda(
         tiny_config: StudyConfig) -> None:
     alphas = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]], requires_grad=True)
-    variant = BetaDarts(weight=7.0)
+    variant = BetaDarts(beta_lambda=7.0)
     penalty = variant.arch_penalty(alphas, t=0.5)
     expected = 7.0 * 0.5 * (torch.logsumexp(alphas[0], 0) + torch.logsumexp(alphas[1], 0)) / 2
     assert penalty is not None and torch.allclose(penalty, expected)
@@ -72,8 +77,8 @@ def test_darts_minus_skip_falls_from_beta_to_0_and_stays_out_of_the_cell(
 def test_darts_minus_with_beta_0_is_plain_darts(space: str, cells: int) -> None:
     x = torch.randn(2, 3, 16, 16)
     settings = get_space(space)
-    size = dataclasses.make_dataclass("Size", ["channels", "cells_per_stage", "layers"])(
-        4, cells, max(cells, 3))
+    size = SpaceConfig(name=space, channels=4,
+                       settings={"cells_per_stage": cells, "layers": max(cells, 3)})
     nets = []
     for aux_skip in (False, True):
         torch.manual_seed(0)
@@ -89,7 +94,7 @@ def test_darts_minus_with_beta_0_is_plain_darts(space: str, cells: int) -> None:
 
 def test_drnas_weights_are_dirichlet_samples_that_repeat_under_a_seed() -> None:
     alphas = torch.tensor([[0.5, -0.3, 1.2, 0.0, 2.0]] * 3)
-    variant = DrNAS(kl_weight=0.0)
+    variant = DrNAS()
     with noise(5, CPU):
         first = variant.edge_weights(alphas)
         second = variant.edge_weights(alphas)
@@ -105,7 +110,7 @@ def test_drnas_weights_are_dirichlet_samples_that_repeat_under_a_seed() -> None:
 
 
 def test_drnas_kl_regulariser_vanishes_at_the_uniform_prior() -> None:
-    variant = DrNAS(kl_weight=2.0)
+    variant = DrNAS(drnas_regularizer="kl", drnas_reg_weight=2.0)
     at_prior = variant.arch_penalty(torch.zeros(3, 5), t=0.0)  # elu(0) + 1 = 1
     assert at_prior is not None and torch.allclose(at_prior, torch.zeros(()), atol=1e-6)
     away = variant.arch_penalty(torch.full((3, 5), 2.0), t=0.0)
@@ -118,7 +123,7 @@ def test_sdarts_noise_stays_within_epsilon_and_leaves_the_alphas(
     with noise(0, CPU):
         noisy = perturbed(weights, 0.05)
     assert (noisy - weights).abs().max() <= 0.05 and not torch.equal(noisy, weights)
-    variant = SdartsRS(low=0.03, high=0.3)
+    variant = SdartsRS(sdarts_epsilon_min=0.03, sdarts_epsilon_max=0.3)
     assert variant.epsilon(0.0) == 0.03 and variant.epsilon(1.0) == pytest.approx(0.3)
     with noise(0, CPU):
         mixed = variant.weight_step_weights(torch.randn(6, 5), t=0.5)

@@ -3,14 +3,34 @@ which the genotype keeps two inputs per node; evaluated in DARTS' 20-cell networ
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import nn
 
-from pipeline.spaces.base import CellDrawing, CellSpace, Genotype, SpaceSettings, TrainSettings
+from pipeline.spaces.base import (
+    MAX_CELLS,
+    CellDrawing,
+    CellSpace,
+    Genotype,
+    SpaceSettings,
+    TrainSettings,
+)
 from pipeline.spaces.darts.genotype import DARTS_OPS, DARTS_STEPS, DartsGenotype
 from pipeline.spaces.darts.network import DartsNetwork
 from pipeline.spaces.darts.supernet import CELL_TYPES, EDGES_PER_CELL, DartsSupernet, darts_edges
+
+
+@dataclass(frozen=True)
+class DartsSettings:
+    """The supernet's depth: cells, two of them reductions."""
+
+    layers: int = 8
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.layers <= MAX_CELLS:
+            raise ValueError(f"layers must be in 3..{MAX_CELLS} (two are reductions), "
+                             f"got {self.layers!r}")
 
 
 class DartsSpace(CellSpace):
@@ -34,6 +54,7 @@ class DartsSpace(CellSpace):
     datasets: ClassVar[dict[str, int]] = {"cifar10": 10, "cifar100": 100}
     network_description: ClassVar[str] = (
         "DARTS evaluation network, C=36, 20 cells, auxiliary head not counted")
+    settings_type: ClassVar[type[Any]] = DartsSettings
 
     def claims(self, text: str) -> bool:
         return text.lstrip().startswith("Genotype(")
@@ -45,11 +66,12 @@ class DartsSpace(CellSpace):
         return DartsGenotype.from_json(data)
 
     def depth(self, settings: SpaceSettings) -> int:
-        return settings.layers
+        depth: int = self.own_settings(settings.settings).layers
+        return depth
 
     def supernet(self, settings: SpaceSettings, *, num_classes: int, in_channels: int,
                  aux_skip: bool = False) -> DartsSupernet:
-        return DartsSupernet(channels=settings.channels, layers=settings.layers,
+        return DartsSupernet(channels=settings.channels, layers=self.depth(settings),
                              num_classes=num_classes, in_channels=in_channels,
                              aux_skip=aux_skip)
 

@@ -3,11 +3,13 @@ with ResNet reductions; NAS-Bench-201's table holds every cell's trained accurac
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import nn
 
 from pipeline.spaces.base import (
+    MAX_CELLS,
     CellDrawing,
     CellSpace,
     Genotype,
@@ -30,6 +32,18 @@ from pipeline.spaces.nb201.supernet import NB201Supernet
 _BEND = {1: 0.0, 2: -0.5, 3: 0.75}
 
 
+@dataclass(frozen=True)
+class NB201Settings:
+    """The supernet's depth: cells per stage (NB201's N)."""
+
+    cells_per_stage: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cells_per_stage <= MAX_CELLS:
+            raise ValueError(f"cells_per_stage must be in 1..{MAX_CELLS}, "
+                             f"got {self.cells_per_stage!r}")
+
+
 class NB201Space(CellSpace):
     """NAS-Bench-201's space (its evaluation network: C=16, N=5, 200 epochs)."""
 
@@ -42,6 +56,7 @@ class NB201Space(CellSpace):
     datasets: ClassVar[dict[str, int]] = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
     network_description: ClassVar[str] = "NB201 evaluation network, C=16, N=5"
     benchmark: ClassVar[str | None] = "NAS-Bench-201"
+    settings_type: ClassVar[type[Any]] = NB201Settings
 
     def claims(self, text: str) -> bool:
         return "|" in text
@@ -53,11 +68,12 @@ class NB201Space(CellSpace):
         return NB201Genotype.from_json(data)
 
     def depth(self, settings: SpaceSettings) -> int:
-        return settings.cells_per_stage
+        depth: int = self.own_settings(settings.settings).cells_per_stage
+        return depth
 
     def supernet(self, settings: SpaceSettings, *, num_classes: int, in_channels: int,
                  aux_skip: bool = False) -> NB201Supernet:
-        return NB201Supernet(channels=settings.channels, cells_per_stage=settings.cells_per_stage,
+        return NB201Supernet(channels=settings.channels, cells_per_stage=self.depth(settings),
                              num_classes=num_classes, in_channels=in_channels,
                              aux_skip=aux_skip)
 
