@@ -212,6 +212,8 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
 
     import optuna
 
+    from pipeline.outer.record import TrialRecord
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -220,11 +222,10 @@ def measure_outer(*, dims: int, trials: int, epochs: int, last: int = 20) -> Ben
         for epoch in range(1, epochs + 1):
             trial.report(sum(x) / dims + epoch, epoch)
             trial.should_prune()
-        for name in ("original_number", "trial_key", "seed", "init_seed", "device", "worker",
-                     "resumed_from_epoch", "cell", "supernet_acc", "discrete_acc",
-                     "eval_params_M", "epochs_run", "wall_time_s", "skip_share"):
-            trial.set_user_attr(name, 1.0)
-        trial.set_user_attr("alpha_softmax", [[0.2] * 5] * 6)
+        TrialRecord(original_number=1, trial_key="00001", seed=1, init_seed=1, device="cpu",
+                    worker="host:1", resumed_from_epoch=0, cell="-", supernet_acc=1.0,
+                    discrete_acc=1.0, eval_params_M=1.0, epochs_run=epochs, wall_time_s=1.0,
+                    skip_share=0.0, alpha_softmax=[[0.2] * 5] * 6).store(trial)
         return sum(x)
 
     with tempfile.TemporaryDirectory() as folder:

@@ -26,7 +26,7 @@ MAY_IMPORT = {
 NO_OPTUNA = {"config", "checkpoint", "spaces", "variants", "search"}
 # Names that run a search: results read finished studies and never call them.
 RUNS_A_SEARCH = {"run_study", "run_methods", "run_trials", "run_side_by_side", "DartsSearch",
-                 "Population", "build_search", "Objective"}
+                 "Population", "build_search", "TrialSteps"}
 NO_TORCH = {"config.py", "results/report.py", "results/figures.py", "results/tables.py",
             "results/dashboard.py", "spaces/nb201/genotype.py", "spaces/darts/genotype.py"}
 MODULES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))

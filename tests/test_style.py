@@ -1,4 +1,4 @@
-"""The package stays readable: no function body over 40 lines and no class over 150,
+"""The package stays readable: no class over 150 lines, and no function body over 40
 unless a ``# long:`` comment right above it says why."""
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ def _too_long(path: Path) -> list[str]:
             docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
             start = first.end_lineno + 1 if docstring and first.end_lineno else first.lineno
             size, limit = (node.end_lineno or 0) - start + 1, FUNCTION_LINES
+            above = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            excused = lines[above - 2].strip().startswith("# long:")
         elif isinstance(node, ast.ClassDef):
             size, limit = (node.end_lineno or 0) - node.lineno + 1, CLASS_LINES
+            excused = False  # a class that outgrows the limit is split by concept
         else:
             continue
-        above = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-        if size > limit and not lines[above - 2].strip().startswith("# long:"):
+        if size > limit and not excused:
             found.append(f"{node.name}: {size} lines")
     return found
 

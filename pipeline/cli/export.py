@@ -25,6 +25,7 @@ class Export:
         import json
 
         from pipeline.outer import trial_cells
+        from pipeline.outer.record import TrialRecord
         from pipeline.spaces import parse_genotype
 
         found = trial_cells(args.name, trial=args.trial, root=args.root, storage=args.storage)
@@ -33,7 +34,7 @@ class Export:
         if args.format == "json":
             records = [{**genotype.to_json(), "study": args.name, "trial": trial.number,
                         "values": trial.values,
-                        "eval_params_M": trial.user_attrs.get("eval_params_M")}
+                        "eval_params_M": TrialRecord.of(trial).eval_params_M}
                        for trial, genotype in genotypes]
             print(json.dumps(records if len(records) > 1 else records[0], indent=2))
         elif args.format in (None, space):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.cli.options import (
     DEFAULT_STUDY,
@@ -78,21 +78,24 @@ class Search:
 
 def _print_summary(config: StudyConfig, summary: StudySummary) -> None:
     """The study's pick (or Pareto front), what it has spent and where it lives."""
+    from pipeline.outer.record import TrialRecord
+
     best, baseline = summary.best, summary.baseline
     if best is None:
         print(f"no trial of study {summary.name} has completed yet")
     else:
-        print(f"best cell      {best.user_attrs['cell']}")
+        print(f"best cell      {TrialRecord.of(best).cell}")
         print(f"accuracy       {best.values[0]:.2f} % ({config.search.accuracy_objective} "
-              f"objective; {_measured(best.user_attrs)}), trial {best.number}")
+              f"objective; {TrialRecord.of(best).measured()}), trial {best.number}")
     if baseline is not None and best is not None and baseline.number != best.number:
-        print(f"plain DARTS    {baseline.values[0]:.2f} % ({_measured(baseline.user_attrs)}), "
-              f"trial {baseline.number}, its usual start: {baseline.user_attrs['cell']}")
+        plain = TrialRecord.of(baseline)
+        print(f"plain DARTS    {baseline.values[0]:.2f} % ({plain.measured()}), "
+              f"trial {baseline.number}, its usual start: {plain.cell}")
     if config.search.multi_objective:
         print(f"pareto front   {len(summary.front)} cells (accuracy %, parameters M):")
         for trial in summary.front:
             print(f"  trial {trial.number:<4} {trial.values[0]:6.2f} "
-                  f"{trial.values[1]:8.4f}  {trial.user_attrs['cell']}")
+                  f"{trial.values[1]:8.4f}  {TrialRecord.of(trial).cell}")
     if summary.epoch_budget:
         print(f"epochs         {summary.epochs_spent} of {summary.epoch_budget} spent "
               f"in {summary.finished} trials")
@@ -109,10 +112,3 @@ def _print_summary(config: StudyConfig, summary: StudySummary) -> None:
             "" if summary.storage.startswith("sqlite:///") else " --storage URL")
         print(f"next           globaldarts report {summary.name}{where}; "
               f"globaldarts dashboard {summary.name}{where}")
-
-
-def _measured(attrs: dict[str, Any]) -> str:
-    """What was measured of a trial's cell: supernet, discrete and trained accuracy."""
-    return ", ".join(f"{label} {attrs[key]:.2f} %" for label, key in (
-        ("supernet", "supernet_acc"), ("discrete cell", "discrete_acc"),
-        ("trained from scratch", "trained_acc")) if attrs.get(key) is not None)

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.trials import SURPLUS, resumable
 from pipeline.search.build import search_epochs
 
@@ -19,7 +20,7 @@ def counted(trial: FrozenTrial) -> bool:
     resumed, and a surplus one never ran, so neither counts."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    reason = trial.user_attrs.get("fail_reason")
+    reason = TrialRecord.of(trial).fail_reason
     return (trial.state == TrialState.FAIL and reason is not None and reason != SURPLUS
             and not resumable(reason))
 
@@ -31,8 +32,13 @@ def trials_used(trials: Sequence[FrozenTrial]) -> int:
 
 def epochs_used(trials: Sequence[FrozenTrial]) -> int:
     """Inner epochs run by the trials that count against the budget."""
-    return sum(int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
-               for t in trials if counted(t))
+    return sum(_epochs_run(t) for t in trials if counted(t))
+
+
+def _epochs_run(trial: FrozenTrial) -> int:
+    """The epochs a trial's search ran (by its reports, where it recorded none)."""
+    epochs = TrialRecord.of(trial).epochs_run
+    return len(trial.intermediate_values) if epochs is None else epochs
 
 
 @dataclass(frozen=True, slots=True)

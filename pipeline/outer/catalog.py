@@ -15,6 +15,7 @@ from pipeline.outer.budget import Budget, budget_spent
 from pipeline.outer.cores import live_registrations, local_worker, worker_lives
 from pipeline.outer.folder import belongs
 from pipeline.outer.picks import best_trial
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.sampling import SAMPLERS, WARM_START_TRIALS, check_outer
 from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir, stored_config
@@ -176,11 +177,11 @@ def live_holders(study: optuna.Study, *, root: str | Path) -> list[str]:
     holders = {worker for worker, name in live_registrations(root).items()
                if name == study.study_name}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", ""))
-        if local_worker(trial.user_attrs) is None:
-            holders.add(f"{worker or 'an unknown worker'} (trial {trial.number})")
-        elif worker_lives(trial.user_attrs):
-            holders.add(worker)
+        record = TrialRecord.of(trial)
+        if local_worker(record) is None:
+            holders.add(f"{record.worker or 'an unknown worker'} (trial {trial.number})")
+        elif worker_lives(record):
+            holders.add(str(record.worker))
     return sorted(holders)
 
 

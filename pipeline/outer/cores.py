@@ -8,12 +8,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import torch
+
+from pipeline.outer.record import TrialRecord
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +43,18 @@ def alive(pid: int, started: str | None = None) -> bool:
     return started is None or process_start(pid) in (None, started)
 
 
-def local_worker(attrs: Mapping[str, Any]) -> int | None:
-    """The process number of a trial's worker (``attrs``: the trial's user attrs) when it
-    ran on this machine; None for another machine's."""
-    host, _, pid = str(attrs.get("worker", "")).rpartition(":")
+def local_worker(record: TrialRecord) -> int | None:
+    """The process number of a trial's worker when it ran on this machine; None for
+    another machine's."""
+    host, _, pid = (record.worker or "").rpartition(":")
     return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
-def worker_lives(attrs: Mapping[str, Any]) -> bool:
+def worker_lives(record: TrialRecord) -> bool:
     """Whether a trial's worker is a live process of this machine (the same process: its
     start time is checked where the trial recorded it)."""
-    pid = local_worker(attrs)
-    return pid is not None and alive(pid, attrs.get("worker_started") or None)
+    pid = local_worker(record)
+    return pid is not None and alive(pid, record.worker_started or None)
 
 
 def worker_id() -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from pipeline.config import ConfigError, StudyConfig, with_overrides
-from pipeline.outer.objective import Publisher
 from pipeline.outer.parallel import run_side_by_side
 from pipeline.outer.sampling import check_outer
 from pipeline.outer.study import run_study
+from pipeline.outer.trial_steps import Publisher
 from pipeline.search.build import search_epochs
 
 

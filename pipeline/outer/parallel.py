@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from pipeline.config import StudyConfig
 from pipeline.outer.budget import Budget, budget_spent
-from pipeline.outer.objective import Publisher
 from pipeline.outer.storage import StudyError, redact
 from pipeline.outer.study import load_study, run_study
+from pipeline.outer.trial_steps import Publisher
 
 POLL_S = 5.0
 STOP_GRACE_S = 5.0  # how long an interrupted study may take to leave its trial resumable

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.outer.record import TrialRecord
+
 
 def accuracy_of(trial: FrozenTrial) -> float | None:
     """A trial's accuracy objective: its value, or its first value in a study that also
@@ -21,7 +23,7 @@ def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     if not complete:
         return None
-    return max(complete, key=lambda t: (t.values[0], -t.user_attrs.get("eval_params_M", 0.0)))
+    return max(complete, key=lambda t: (t.values[0], -(TrialRecord.of(t).eval_params_M or 0.0)))
 
 
 def baseline_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
@@ -34,10 +36,11 @@ def baseline_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
 def front_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Complete trials no other beats on both accuracy objective and cell parameters,
     highest accuracy first."""
+    params = {t.number: TrialRecord.of(t).eval_params_M for t in trials}
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values
-                and "eval_params_M" in t.user_attrs]
+                and params[t.number] is not None]
     mask = pareto_mask([t.values[0] for t in complete],
-                       [t.user_attrs["eval_params_M"] for t in complete])
+                       [float(params[t.number] or 0.0) for t in complete])
     front = [t for t, on_front in zip(complete, mask, strict=True) if on_front]
     return sorted(front, key=lambda t: -t.values[0])
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from pipeline.outer.objective import TrialRun
+from pipeline.outer.record import TrialRecord
+from pipeline.outer.trial_steps import TrialRun
 from pipeline.search import EpochRecord
 
 logger = logging.getLogger("pipeline.progress")
@@ -54,12 +55,12 @@ class TrialProgress:
         """A trial told its outcome: complete with ``value``, pruned or failed."""
         if self.bars:
             return
-        attrs, spent = run.trial.user_attrs, sum(r.seconds for r in run.search.history)
+        record, spent = TrialRecord.of(run.trial), sum(r.seconds for r in run.search.history)
         outcome = (f"value {value:.2f} %" if value is not None and state == TrialState.COMPLETE
-                   else attrs.get("fail_reason", "") if state == TrialState.FAIL
+                   else record.fail_reason or "" if state == TrialState.FAIL
                    else f"after epoch {run.search.epoch}")
         logger.info("trial %d %s: %s, cell %s, %s", run.trial.number, state.name.lower(),
-                    outcome, attrs.get("cell", "-"), duration(spent))
+                    outcome, record.cell or "-", duration(spent))
 
     def close(self) -> None:
         self.bar.close()

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.outer.cores import local_worker, worker_lives
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.trials import INTERRUPTED, original_number, resumable
 
 logger = logging.getLogger(__name__)
@@ -34,13 +35,14 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     period, and on a journal file, which keeps none, nothing else would ever end them."""
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = local_worker(trial.user_attrs)
+        record = TrialRecord.of(trial)
+        pid = local_worker(record)
         own = pid == os.getpid()
-        if pid is None or (not own and worker_lives(trial.user_attrs)):
+        if pid is None or (not own and worker_lives(record)):
             continue
-        reason = (f"{INTERRUPTED}: its worker {trial.user_attrs['worker']} "
+        reason = (f"{INTERRUPTED}: its worker {record.worker} "
                   + ("ended it without telling" if own else "is gone"))
-        optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", reason)
+        TrialRecord(fail_reason=reason).store(optuna.trial.Trial(study, trial._trial_id))
         study.tell(trial.number, state=TrialState.FAIL)
         logger.info("trial %d: %s", trial.number, reason)
         failed.append(trial.number)
@@ -70,7 +72,7 @@ def requeue_resumable(study: optuna.Study) -> list[int]:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for trial in trials:
             if (trial.state == TrialState.FAIL and trial.number not in retried
-                    and resumable(trial.user_attrs.get("fail_reason"))):
+                    and resumable(TrialRecord.of(trial).fail_reason)):
                 retry()(study, trial)
                 queued.append(original_number(trial))
     return queued

@@ -17,9 +17,10 @@ import torch
 from optuna.trial import TrialState
 
 from pipeline.outer.budget import Budget
-from pipeline.outer.objective import Objective, TrialRun
 from pipeline.outer.progress import TrialProgress
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.storage import StudyDeletedError
+from pipeline.outer.trial_steps import TrialRun, TrialSteps
 from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
 from pipeline.search import DivergedError, Population
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
-               objective: Objective, size: int, *, progress: bool = False) -> None:
+               steps: TrialSteps, size: int, *, progress: bool = False) -> None:
     """Ask up to ``size`` trials (as many as the budget has room for) and run their
     searches, side by side as batched populations, one per starting epoch (a resumed
     trial runs with the trials resumed at the same epoch). Every trial is told its
@@ -45,11 +46,11 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
         size = 1
     runs: list[TrialRun] = []
     try:
-        runs = _ask(study, storage, objective, size)
+        runs = _ask(study, storage, steps, size)
         with _heartbeats(study, storage, [run.trial.number for run in runs]):
             for _, group in itertools.groupby(sorted(runs, key=lambda r: r.search.epoch),
                                               key=lambda r: r.search.epoch):
-                _run_population(study, objective, list(group), progress=progress)
+                _run_population(study, steps, list(group), progress=progress)
     except StudyDeletedError:  # nothing left to tell
         raise
     except BaseException as error:  # an interruption, or a failure none of them expects
@@ -63,12 +64,12 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
             run.claim.release()
 
 
-def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
+def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: TrialSteps,
          size: int) -> list[TrialRun]:
     """Up to ``size`` new trials, set up (with a heartbeat, as the first may wait for its
     search in another study); a trial the budget has no room for is told as a surplus
     failure and ends the asking."""
-    budget = Budget.of(objective.config)
+    budget = Budget.of(steps.config)
     runs: list[TrialRun] = []
     try:
         for _ in range(size):
@@ -83,7 +84,7 @@ def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: O
                 # only the first waits for a search another study runs: a process
                 # holding one claim never waits for another, so none deadlock
                 with _heartbeats(study, storage, [trial.number]):
-                    runs.append(objective.begin(trial, wait=not runs))
+                    runs.append(steps.begin(trial, wait=not runs))
             except SurplusTrialError:
                 study.tell(trial, state=TrialState.FAIL)
                 break
@@ -107,7 +108,7 @@ def _tell_failed(study: optuna.Study, trial: optuna.Trial, error: BaseException)
     if isinstance(error, StudyDeletedError):
         return
     try:
-        trial.set_user_attr("fail_reason", failure_reason(error))
+        TrialRecord(fail_reason=failure_reason(error)).store(trial)
         study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError,
             OSError) as storage_error:
@@ -153,7 +154,7 @@ def _heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage,
         thread.join()
 
 
-def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialRun], *,
+def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun], *,
                     progress: bool) -> None:
     """Run searches at one epoch side by side; tell each trial how it ended."""
     population = Population([run.search for run in runs])
@@ -162,7 +163,7 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
 
     def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
         if reason is not None:
-            run.trial.set_user_attr("fail_reason", reason)
+            TrialRecord(fail_reason=reason).store(run.trial)
         study.tell(run.trial, state=state)
         run.claim.release()
         population.drop(run.search)
@@ -184,7 +185,7 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
                     continue
                 shown.epoch(run, result)
                 try:
-                    objective.after_epoch(run, result)
+                    steps.after_epoch(run, result)
                 except optuna.TrialPruned:
                     end(run, TrialState.PRUNED)
             shown.step()
@@ -193,15 +194,15 @@ def _run_population(study: optuna.Study, objective: Objective, runs: list[TrialR
     for run in by_search.values():  # every search has ended: the others may take it over
         run.claim.release()
     for member in list(population.members):
-        _finish(study, objective, by_search[id(member)], shown)
+        _finish(study, steps, by_search[id(member)], shown)
 
 
-def _finish(study: optuna.Study, objective: Objective, run: TrialRun,
+def _finish(study: optuna.Study, steps: TrialSteps, run: TrialRun,
             shown: TrialProgress) -> None:
     """Record a search that ran to its end and tell the trial its value; a failure that
     ends one trial (out of memory while training its cell, say) fails it with its reason."""
     try:
-        value = objective.end(run)
+        value = steps.end(run)
     except TRIAL_FAILURES as error:
         _tell_failed(study, run.trial, error)
         shown.ended(run, TrialState.FAIL)

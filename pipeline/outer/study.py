@@ -30,9 +30,9 @@ from pipeline.config import (
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
 from pipeline.outer.cores import CoreShare
 from pipeline.outer.folder import check_folder, claim_folder
-from pipeline.outer.objective import Objective, Publisher
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.progress import StudyProgress
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.recovery import fail_dead_local_trials, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import (
@@ -52,6 +52,7 @@ from pipeline.outer.storage import (
     make_storage,
     redact,
 )
+from pipeline.outer.trial_steps import Publisher, TrialSteps
 from pipeline.search import StartSpace, build_start_space, prepare_data
 from pipeline.search.build import variant
 from pipeline.search.population import check_population
@@ -190,10 +191,10 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     resumed = recover(study, heartbeat=isinstance(study_storage, optuna.storages.RDBStorage))
     if resumed:
         logger.info("resuming interrupted trials %s", resumed)
-    objective = Objective(config=config, state_dir=directory, data=data,
+    steps = TrialSteps(config=config, state_dir=directory, data=data,
                           start_space=start_space, device=device, publisher=publisher)
     with CoreShare(root, config.name) as cores:
-        _work(study, study_storage, objective, population, cores, progress=progress,
+        _work(study, study_storage, steps, population, cores, progress=progress,
               gone=lambda: _gone(config.name, study_storage, storage_url))
     if publisher is not None:
         try:
@@ -244,7 +245,7 @@ def _check_population(config: StudyConfig, population: int) -> None:
                      selection=search.selection == "perturbation", variant=variant(config))
 
 
-def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Objective,
+def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: TrialSteps,
           population: int, cores: CoreShare, *, progress: bool,
           gone: Callable[[], bool] = lambda: False) -> None:
     """Run trials until the budget is spent, each with this worker's share of the cores,
@@ -253,7 +254,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: 
     Raises:
         StudyDeletedError: the study was deleted while this worker ran it.
     """
-    budget, outer = Budget.of(objective.config), objective.config.outer
+    budget, outer = Budget.of(steps.config), steps.config.outer
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     poll_s = min(outer.heartbeat_interval, 5)
     conflicts = 0
@@ -264,7 +265,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: 
         while _has_work(study, budget, heartbeat=heartbeat, poll_s=poll_s, gone=gone):
             try:
                 cores.apply()
-                run_trials(study, storage, objective, population, progress=progress)
+                run_trials(study, storage, steps, population, progress=progress)
                 conflicts = 0
             except ValueError as error:
                 if not str(error).startswith("Cannot tell a "):
@@ -387,10 +388,11 @@ def trial_cells(name: str, *, trial: int | None = None, root: str | Path,
         found = [] if best is None else [best]
     if not found:
         raise StudyError(f"study {name!r} has no complete trial yet")
-    if not found[0].user_attrs.get("cell"):
+    cells = [TrialRecord.of(t).cell for t in found]
+    if not cells[0]:
         raise StudyError(f"trial {found[0].number} of study {name!r} ended without a cell "
                          f"({found[0].state.name.lower()})")
-    return [(t, str(t.user_attrs["cell"])) for t in found]
+    return [(t, str(cell)) for t, cell in zip(found, cells, strict=True)]
 
 
 def _versions() -> dict[str, str]:

@@ -13,6 +13,7 @@ import optuna
 import torch
 
 from pipeline.config import SearchConfig, StudyConfig, to_dict, without_changeable
+from pipeline.outer.record import TrialRecord
 from pipeline.search import DivergedError
 
 INTERRUPTED = "interrupted"
@@ -66,8 +67,8 @@ def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) ->
     A retry (after an interruption or a dead worker) copies the user attrs of the trial it
     retries, so it keeps the original number, and with it its seed and its files.
     """
-    number = trial.user_attrs.get("original_number", trial.number)
-    return int(number)
+    number = TrialRecord.of(trial).original_number
+    return trial.number if number is None else number
 
 
 def trial_seed(study_seed: int, number: int) -> int:

@@ -20,6 +20,7 @@ from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.budget import counted, epochs_used, trials_used
 from pipeline.outer.methods import Comparison, MethodStudy, method_config
 from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.study import load_study
 from pipeline.results import figures
 from pipeline.results.ground_truth import TABLE_DATASETS, lookup
@@ -27,7 +28,7 @@ from pipeline.results.report import page_html
 from pipeline.results.retrain import retrain_cell
 from pipeline.results.tables import markdown_tables
 from pipeline.search.build import describe, search_epochs
-from pipeline.spaces import parse_genotype
+from pipeline.spaces import Genotype, parse_genotype
 
 try:
     import fcntl
@@ -52,19 +53,19 @@ def method_row(method: str, seed: int, trials: list[Any],
     if best is None:
         return row
     values = [t.values[0] for t in complete]
-    attrs = best.user_attrs
+    record = TrialRecord.of(best)
     front = front_trials(trials)
-    row["cut_off"] = sum(not parse_genotype(t.user_attrs["cell"]).connected for t in complete)
-    row.update(best_trial=best.number, best_value=best.values[0], cell=attrs["cell"],
-               params_M=attrs["eval_params_M"], skip_share=attrs["skip_share"],
-               pool_share=attrs["pool_share"], none_share=attrs["none_share"],
+    row["cut_off"] = sum(not _genotype(t).connected for t in complete)
+    row.update(best_trial=best.number, best_value=best.values[0], cell=record.cell,
+               params_M=record.eval_params_M, skip_share=record.skip_share,
+               pool_share=record.pool_share, none_share=record.none_share,
                mean_value=statistics.fmean(values),
                std_value=statistics.stdev(values) if len(values) > 1 else 0.0,
-               front_size=len(front), front_cells=" ; ".join(t.user_attrs["cell"]
+               front_size=len(front), front_cells=" ; ".join(str(TrialRecord.of(t).cell)
                                                              for t in front))
     if table is not None:
         def score(trial: Any) -> dict[str, float]:
-            return lookup(table, parse_genotype(trial.user_attrs["cell"]))
+            return lookup(table, _genotype(trial))
 
         for dataset, accuracy in score(best).items():
             row[f"best_{dataset}_test"] = accuracy
@@ -205,14 +206,24 @@ def combine(frames: Sequence[pd.DataFrame], out_dir: Path, name: str, *,
     return frame
 
 
+def _genotype(trial: Any) -> Genotype:
+    """The cell a trial recorded."""
+    return parse_genotype(str(TrialRecord.of(trial).cell))
+
+
+def _params(trial: Any) -> float:
+    """The parameters (M) of a trial's cell's evaluation network."""
+    return float(TrialRecord.of(trial).eval_params_M or 0.0)
+
+
 def extra_epochs(config: StudyConfig, trials: Sequence[Any]) -> dict[str, int]:
     """Epochs a method spent beside its searches' own: fine-tuning between perturbation
     selection's decisions (counted in its budget) and training each cell for the
     ``trained`` objective (not counted)."""
     done = [t for t in trials if counted(t)]
-    tuning = sum(max(0, int(t.user_attrs.get("epochs_run", 0)) - config.search.epochs)
-                 for t in done)
-    trained = sum(t.user_attrs.get("trained_acc") is not None for t in done)
+    records = [TrialRecord.of(t) for t in done]
+    tuning = sum(max(0, (r.epochs_run or 0) - config.search.epochs) for r in records)
+    trained = sum(r.trained_acc is not None for r in records)
     return {"tuning_epochs": tuning, "training_epochs": trained * config.search.train_epochs}
 
 
@@ -251,13 +262,12 @@ def scored_trials(method: str, seed: int, trials: list[Any],
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
-        attrs = trial.user_attrs
-        score = lookup(table, parse_genotype(attrs["cell"]))
+        record = TrialRecord.of(trial)
+        score = lookup(table, _genotype(trial))
         rows.append({"method": method, "seed": seed, "trial": trial.number,
                      "generation": trial.system_attrs.get("cma:generation"),
-                     "supernet_acc": attrs["supernet_acc"],
-                     "discrete_acc": attrs["discrete_acc"],
-                     "trained_acc": attrs.get("trained_acc"), "params_M": attrs["eval_params_M"],
+                     "supernet_acc": record.supernet_acc, "discrete_acc": record.discrete_acc,
+                     "trained_acc": record.trained_acc, "params_M": record.eval_params_M,
                      **{f"{dataset}_test": accuracy for dataset, accuracy in score.items()}})
     return rows
 
@@ -283,7 +293,7 @@ def cells_by_epoch(method: str, seed: int, trials: list[Any],
     for trial in trials:
         if trial.state != TrialState.COMPLETE:
             continue
-        for epoch, cell in enumerate(trial.user_attrs.get("cell_history", []), start=1):
+        for epoch, cell in enumerate(TrialRecord.of(trial).cell_history or [], start=1):
             genotype = parse_genotype(cell)
             rows.append({"method": method, "seed": seed, "trial": trial.number,
                          "epoch": epoch, "cell": cell,
@@ -308,8 +318,7 @@ def incumbents(method: str, seed: int, trials: list[Any],
         row = {"method": method, "seed": seed, "epochs": spent, "trials": done,
                "best_trial": best.number, "best_value": best.values[0]}
         if table is not None:
-            cell = parse_genotype(best.user_attrs["cell"])
-            row["best_cifar10_test"] = lookup(table, cell)["cifar10"]
+            row["best_cifar10_test"] = lookup(table, _genotype(best))["cifar10"]
         rows.append(row)
     return rows
 
@@ -375,9 +384,8 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
             scored += scored_trials(method, seed, trials, table)
         rows.append(row)
         picks += incumbents(method, seed, trials, table)
-        fronts.append([(t.values[0], t.user_attrs["eval_params_M"])
-                       for t in front_trials(trials)])
-        largest = max([largest, *(t.user_attrs["eval_params_M"] for t in trials
+        fronts.append([(t.values[0], _params(t)) for t in front_trials(trials)])
+        largest = max([largest, *(_params(t) for t in trials
                                   if t.state == TrialState.COMPLETE)])
     frame = pd.DataFrame(rows)
     frame["front_hypervolume"] = [hypervolume(front, largest) for front in fronts]

@@ -13,6 +13,7 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from pipeline.outer.picks import baseline_trial, best_trial
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.storage import default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
 from pipeline.results import figures
@@ -35,24 +36,24 @@ class DashboardPublisher:
     (SVG), alpha trajectory (CSV) and note, and at the end the study's key figures."""
 
     def publish_trial(self, trial: optuna.Trial, history: Sequence[Mapping[str, Any]],
-                      files: Path, attrs: Mapping[str, Any], *, edges: Sequence[str],
+                      files: Path, record: TrialRecord, *, edges: Sequence[str],
                       ops: Sequence[str]) -> None:
         """Attach the cell drawing, the alpha trajectory and a note to a trial whose files
         are in ``files`` (``STATE_DIR/trials/KEY``)."""
-        cell = attrs["cell"]
+        cell = str(record.cell)
         (files / "cell.svg").write_text(figures.cell_svg(cell), encoding="utf-8")
         with (files / "alphas.csv").open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["epoch", "edge", "op", "weight"])
-            for record in history:
-                for edge, row in zip(edges, record["alpha_softmax"], strict=True):
+            for epoch in history:
+                for edge, row in zip(edges, epoch["alpha_softmax"], strict=True):
                     for op, weight in zip(ops, row, strict=True):
-                        writer.writerow([record["epoch"], edge, op, f"{weight:.6f}"])
+                        writer.writerow([epoch["epoch"], edge, op, f"{weight:.6f}"])
         store = artifact_store(files.parents[1])
         for name in ("cell.svg", "alphas.csv"):
             upload_artifact(artifact_store=store, file_path=str(files / name),
                             study_or_trial=trial)
-        optuna_dashboard.save_note(trial, _trial_note(attrs))
+        optuna_dashboard.save_note(trial, _trial_note(record))
 
     def publish_study(self, study: optuna.Study) -> None:
         """Store the report's key figures with the study, for the dashboard's plot tab, and
@@ -74,33 +75,27 @@ def study_note(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     for label, trial in (("the pick", best_trial(trials)),
                          ("plain DARTS' start", baseline_trial(trials))):
         if trial is not None:
+            record = TrialRecord.of(trial)
             lines += [f"**{label}: trial {trial.number}**, value {trial.values[0]:.2f}",
-                      f"`{trial.user_attrs['cell']}`", _measured(trial.user_attrs), ""]
+                      f"`{record.cell}`", record.measured(), ""]
     return "\n".join(lines)
 
 
-def _measured(attrs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{label} {attrs[key]:.2f} %" for label, key in (
-        ("supernet", "supernet_acc"), ("discrete cell", "discrete_acc"),
-        ("trained from scratch", "trained_acc")) if attrs.get(key) is not None)
-
-
-def _trial_note(attrs: Mapping[str, Any]) -> str:
+def _trial_note(record: TrialRecord) -> str:
     """A trial's note: its cell and what was measured of it."""
-    cell, discrete = attrs["cell"], attrs.get("discrete_acc")
+    cell, discrete, trained = str(record.cell), record.discrete_acc, record.trained_acc
     network = space_of(parse_genotype(cell)).network_description
     return "\n".join([
         f"**cell** `{cell}`", "",
-        f"- supernet validation accuracy: {attrs['supernet_acc']:.2f} %",
+        f"- supernet validation accuracy: {record.supernet_acc:.2f} %",
         f"- derived cell, inherited weights: "
         f"{'not measured' if discrete is None else f'{discrete:.2f} %'}",
-        *([f"- derived cell, trained from scratch: {attrs['trained_acc']:.2f} % "
-           f"(training time {attrs['train_time_s']:.0f} s)"]
-          if attrs.get("trained_acc") is not None else []),
-        f"- {network}: {attrs['eval_params_M']:.3f} M parameters",
-        f"- skip / pool / none share: {attrs['skip_share']:.2f} / {attrs['pool_share']:.2f}"
-        f" / {attrs['none_share']:.2f}",
-        f"- epochs: {attrs['epochs_run']}, search time {attrs['wall_time_s']:.0f} s",
+        *([f"- derived cell, trained from scratch: {trained:.2f} % "
+           f"(training time {record.train_time_s:.0f} s)"] if trained is not None else []),
+        f"- {network}: {record.eval_params_M:.3f} M parameters",
+        f"- skip / pool / none share: {record.skip_share:.2f} / {record.pool_share:.2f}"
+        f" / {record.none_share:.2f}",
+        f"- epochs: {record.epochs_run}, search time {record.wall_time_s:.0f} s",
     ])
 
 

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import from_dict, with_defaults
 from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
+from pipeline.outer.record import TrialRecord
 from pipeline.results import figures
 from pipeline.search.build import describe
 
@@ -45,7 +46,7 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
                   if "failed_trial" in t.system_attrs}
     rows = []
     for trial in trials:
-        attrs = trial.user_attrs
+        attrs = TrialRecord.of(trial).attrs()
         row = {name: attrs.get(name) for name in TRIAL_COLUMNS}
         row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial),
                    best=best is not None and trial.number == best.number,
@@ -76,8 +77,9 @@ def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path | None) -> pd.Da
     """
     latest: dict[str, FrozenTrial] = {}
     for trial in trials:
-        if "trial_key" in trial.user_attrs:
-            latest[trial.user_attrs["trial_key"]] = trial
+        key = TrialRecord.of(trial).trial_key
+        if key is not None:
+            latest[key] = trial
     parts = []
     for key, trial in latest.items():
         if state_dir is None:
@@ -144,7 +146,7 @@ def alpha_end(trial: FrozenTrial) -> pd.DataFrame | None:
     """The trial's final mixing weights (edges x ops), if it recorded them; where its
     start vector shares alpha0 between edges (``start.alpha_space = "op"``), the edges
     are numbered."""
-    softmax = trial.user_attrs.get("alpha_softmax")
+    softmax = TrialRecord.of(trial).alpha_softmax
     edges, ops = alpha_names(trial)
     if softmax is None or not softmax or len(softmax[0]) != len(ops):
         return None
@@ -231,7 +233,7 @@ def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.Data
         sections.append(("Start and end of the architecture weights",
                          figures.alpha_figure(heatmaps)))
         sections.append((f"Best cell (trial {best.number})",
-                         figures.cell_figure(best.user_attrs["cell"])))
+                         figures.cell_figure(str(TrialRecord.of(best).cell))))
     sections.append(("How far each search moved", figures.movement_figure(
         movement_frame(trials))))
     sections.append(("Collapse watch", figures.collapse_figure(frame)))

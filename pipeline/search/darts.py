@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,9 +21,10 @@ from torch import Tensor
 
 from pipeline.search.architect import Architect, ArchSettings
 from pipeline.search.data import DeviceBatches
+from pipeline.search.forward import SupernetForward
 from pipeline.search.selection import PerturbationSelection
 from pipeline.search.selection import tune_epochs as selection_tune_epochs
-from pipeline.search.steps import evaluation_sums, weight_step
+from pipeline.search.steps import weight_step
 from pipeline.spaces import Supernet
 from pipeline.variants import Darts, noise
 
@@ -78,25 +78,14 @@ class WeightSettings:
                                weight_decay=self.weight_decay)
 
 
-# long: one search's state, loop, variant seams, selection, measuring and checkpointed state
 class DartsSearch:
-    """DARTS' alternating architecture and weight steps on one supernet.
-
-    Args:
-        supernet: the network to search; its current weights and alphas are the start.
-        selection: choose the cell by perturbation after the search (DARTS-PT), with
-            ``tune_epochs`` of fine-tuning between its decisions; None: the argmax.
-        weight_batches: the half of the training data the weights learn from.
-        arch_batches: the other half, which the alphas learn from and which measures
-            validation accuracy.
-        seed: fixes the order and augmentation of every epoch's batches.
-        cell_every_epoch: measure the derived cell's accuracy after every epoch, not
-            only after the last.
-        bf16: run forward passes in bfloat16 autocast (losses and alphas stay float32).
-        compile_backend: run the supernet's forward passes through ``torch.compile`` with
-            this backend (``"inductor"``, or any backend it accepts); None runs eagerly.
-            If compiling fails, the search warns once and goes on eagerly.
-    """
+    """DARTS' alternating architecture and weight steps on one ``supernet``, from its
+    current weights and alphas: the weights learn from ``weight_batches``, the alphas from
+    ``arch_batches``, which also measure validation accuracy; ``seed`` fixes every epoch's
+    batches. ``selection`` chooses the cell by perturbation after the search (DARTS-PT),
+    ``tune_epochs`` of fine-tuning between its decisions (None: the argmax);
+    ``cell_every_epoch`` measures the derived cell after every epoch, not only the last;
+    ``bf16`` and ``compile_backend`` say how the supernet runs (``SupernetForward``)."""
 
     def __init__(self, supernet: Supernet, *, weight_batches: DeviceBatches,
                  arch_batches: DeviceBatches, seed: int, epochs: int,
@@ -109,7 +98,6 @@ class DartsSearch:
         self.variant = variant
         self.selection = selection
         self.tune_epochs = tune_epochs
-        # the search's epochs, then (with a selection) its fine-tuning between decisions
         self.total_epochs = epochs + (0 if selection is None
                                       else selection_tune_epochs(selection.space, tune_epochs))
         self.weight_batches = weight_batches
@@ -118,9 +106,7 @@ class DartsSearch:
         self.epochs = epochs
         self.weight_settings = weight_settings
         self.cell_every_epoch = cell_every_epoch
-        self.bf16 = bf16
-        self.compiled: Callable[..., Tensor] | None = (
-            None if compile_backend is None else torch.compile(supernet, backend=compile_backend))
+        self.forward = SupernetForward(supernet, bf16=bf16, compile_backend=compile_backend)
         self.weights = list(supernet.weight_parameters())
         self.alphas: list[Tensor] = list(supernet.arch_parameters())
         self.w_optimizer = weight_settings.optimizer(self.weights)
@@ -131,27 +117,12 @@ class DartsSearch:
         self.history: list[EpochRecord] = []
         self.t = 0.0  # how far the search is: 0 at its first step, 1 at its last
 
-    # -- the loop ---------------------------------------------------------------------
-
-    def run(self, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
-        """Search from the current epoch to the last; call ``on_epoch`` after each.
-
-        Raises:
-            DivergedError: a loss became NaN or infinite.
-        """
+    def run(self) -> list[EpochRecord]:
+        """Search from the current epoch to the last (``DivergedError``: a loss became NaN
+        or infinite)."""
         while self.epoch < self.total_epochs:
-            record = self.run_epoch()
-            if on_epoch is not None:
-                on_epoch(record)
+            self.run_epoch()
         return self.history
-
-    def epoch_batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
-        """This epoch's steps: a training batch for the weights and, while the other half
-        lasts, a validation batch for the alphas (x_w, y_w, x_a, y_a)."""
-        arch_epoch = self.arch_batches.epoch(2 * self.seed + 1, self.epoch)
-        for x_w, y_w in self.weight_batches.epoch(2 * self.seed, self.epoch):
-            x_a, y_a = next(arch_epoch, (None, None))
-            yield x_w, y_w, x_a, y_a
 
     def run_epoch(self) -> EpochRecord:
         """Run one epoch of alternating steps, then measure it."""
@@ -187,68 +158,32 @@ class DartsSearch:
         return (self.epoch * steps + index) / max(self.epochs * steps - 1, 1)
 
     def finish_epoch(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
-        """Close an epoch whose steps are done: advance the schedule, measure, record.
-
-        Args:
-            totals: (loss sum, correct) over the epoch's weight steps, on the device.
-            weight_lr: the learning rate the epoch's weight steps used.
-            started: ``time.perf_counter()`` when the epoch began.
-        """
+        """Close an epoch whose steps are done (``totals``: their loss sum and correct
+        count, ``weight_lr``: their learning rate, ``started``: ``time.perf_counter()`` at
+        its start): advance the schedule, decide, measure, record."""
         if self.epoch < self.epochs:  # fine-tuning keeps its learning rate
             self.scheduler.step()
         self.epoch += 1
         self._select()
-        record = self._measure(totals, weight_lr, started)
+        record = _measure(self, totals, weight_lr, started)
         self.history.append(record)
         return record
 
     def _select(self) -> None:
-        """Make the selection's decisions that are due: the first after the search's last
-        epoch, then one every ``tune_epochs`` epochs (all at once without tuning)."""
+        """Make the selection's decisions that are due, each candidate measured by batch
+        statistics."""
         if self.selection is None or self.epoch < self.epochs:
             return
-        since = self.epoch - self.epochs
-        due = (since // self.tune_epochs + 1) if self.tune_epochs else len(self.selection.plan)
-        while self.selection.done < min(due, len(self.selection.plan)):
-            mean = self.variant.mean_weights(self.net.alphas)
-            weights = F.softmax(self.net.alphas.detach(), dim=-1) if mean is None else mean
-            self.selection.decide(weights, lambda mixed: float(self.evaluate(
-                self.arch_batches, weights=mixed, batch_statistics=True)[1]))
+        mean = self.variant.mean_weights(self.net.alphas)
+        weights = F.softmax(self.net.alphas.detach(), dim=-1) if mean is None else mean
+        self.selection.decide_due(self.epoch - self.epochs, self.tune_epochs, weights,
+                                  lambda mixed: float(self.forward.evaluate(
+                                      self.arch_batches, weights=mixed,
+                                      batch_statistics=True)[1]))
 
     def _projected(self, weights: Tensor | None) -> Tensor | None:
-        """A step's mixing weights with the selection's decisions applied."""
-        if self.selection is None or not self.selection.done:
-            return weights
-        return self.selection.project(F.softmax(self.net.alphas, dim=-1) if weights is None
-                                      else weights)
-
-    def _measure(self, totals: Tensor, weight_lr: float, started: float) -> EpochRecord:
-        mean = self._projected(self.variant.mean_weights(self.net.alphas))
-        if mean is not None:
-            mean = mean.detach()
-        genotype = self.net.genotype(mean)
-        choice = self.net.choice(genotype)
-        decided = self.selection is not None and self.selection.done > 0
-        valid_loss, valid_acc = self.evaluate(  # as the selection measures, once it decides
-            self.arch_batches, weights=mean, batch_statistics=decided).tolist()
-        train_loss, train_correct = totals.tolist()
-        count = len(self.weight_batches.labels)  # every image once per epoch
-        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-            raise DivergedError(
-                f"loss became non-finite in epoch {self.epoch} "
-                f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
-        discrete_acc = None
-        if self.cell_every_epoch or self.epoch == self.total_epochs:
-            discrete_acc = self.evaluate_cell(choice)
-        return EpochRecord(
-            epoch=self.epoch, train_loss=train_loss / count,
-            train_acc=100 * train_correct / count, valid_loss=valid_loss,
-            valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
-            genotype=genotype.to_str(),
-            alpha_softmax=(self.net.alpha_softmax() if mean is None else mean).tolist(),
-            weight_lr=weight_lr, seconds=time.perf_counter() - started)
-
-    # -- the steps --------------------------------------------------------------------
+        return weights if self.selection is None else self.selection.applied(
+            weights, self.net.alphas)
 
     def weight_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One SGD step of the weights, mixed as the variant mixes a weight step; returns
@@ -272,80 +207,62 @@ class DartsSearch:
         logits = self.forward(x, weights=self._projected(mixing))
         return F.cross_entropy(logits, y), logits
 
-    def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
-                weights: Tensor | None = None) -> Tensor:
-        """The supernet's logits, mixed by ``weights`` (by default its alphas' softmax);
-        computed in bfloat16 autocast if the search was asked to, returned in float32."""
-        if not self.bf16:
-            return self._logits(x, choice, weights)
-        with torch.autocast(self.alphas[0].device.type, dtype=torch.bfloat16):
-            logits = self._logits(x, choice, weights)
-        return logits.float()
-
-    def _logits(self, x: Tensor, choice: Sequence[int] | None, weights: Tensor | None
-                ) -> Tensor:
-        """The mixture through the compiled supernet when there is one, else eagerly."""
-        if choice is None and self.compiled is not None:
-            try:
-                return self.compiled(x, weights=weights)
-            except torch._dynamo.exc.TorchDynamoException as error:  # the compiler failed
-                message = " ".join(str(error).split())[:300]
-                warnings.warn(f"torch.compile failed, the search goes on eagerly: {message}",
-                              RuntimeWarning, stacklevel=2)
-                self.compiled = None
-        logits: Tensor = self.net(x, choice, weights=weights)
-        return logits
-
-    # -- measuring --------------------------------------------------------------------
-
-    def evaluate(self, batches: DeviceBatches, choice: Sequence[int] | None = None, *,
-                 weights: Tensor | None = None, batch_statistics: bool = False) -> Tensor:
-        """Mean loss and accuracy (2,) of the supernet (mixed by ``weights``, by default its
-        alphas' softmax), or of the cell ``choice``; with ``batch_statistics``, normalised by
-        each batch's statistics instead of the running ones."""
-        totals = evaluation_sums(self.net, lambda x: self.forward(x, choice, weights=weights),
-                                 batches, batch_statistics=batch_statistics)
-        return totals[:2] / totals[2]
-
-    def evaluate_cell(self, choice: Sequence[int]) -> float:
-        """Validation accuracy (%) of the cell ``choice`` with the supernet's weights."""
-        with _recalibrated_batch_norm(self.net, self.weight_batches, choice):
-            _, accuracy = self.evaluate(self.arch_batches, choice=choice).tolist()
-        return 100 * float(accuracy)
-
-    # -- state ------------------------------------------------------------------------
-
     STATE_KEYS = ("model", "w_optimizer", "a_optimizer", "scheduler", "epoch", "history",
                   "torch_rng")
 
+    def _stateful(self) -> dict[str, Any]:
+        """The parts of the search that keep a state of their own, by checkpoint key."""
+        parts = {"model": self.net, "w_optimizer": self.w_optimizer,
+                 "a_optimizer": self.architect, "scheduler": self.scheduler}
+        return parts if self.selection is None else {**parts, "selection": self.selection}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this search exactly where it stands."""
-        return {
-            "model": self.net.state_dict(),
-            "w_optimizer": self.w_optimizer.state_dict(),
-            "a_optimizer": self.architect.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "history": [record.to_dict() for record in self.history],
-            "torch_rng": torch.get_rng_state(),
-            **({} if self.selection is None else {"selection": self.selection.state_dict()}),
-        }
+        return {**{key: part.state_dict() for key, part in self._stateful().items()},
+                "epoch": self.epoch, "torch_rng": torch.get_rng_state(),
+                "history": [record.to_dict() for record in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["model"])
-        self.w_optimizer.load_state_dict(state["w_optimizer"])
-        self.architect.load_state_dict(state["a_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for key, part in self._stateful().items():
+            part.load_state_dict(state[key])
         self.epoch = int(state["epoch"])
         self.history = [EpochRecord(**record) for record in state["history"]]
         torch.set_rng_state(state["torch_rng"])
-        if self.selection is not None:
-            self.selection.load_state_dict(state["selection"])
 
 
-# Batch-norm statistics depend on the batch they are taken over: the recalibration keeps
-# batches of 512, so that discrete-cell accuracies stay comparable across studies.
-RECALIBRATION_BATCH = 512
+def _measure(search: DartsSearch, totals: Tensor, weight_lr: float, started: float
+             ) -> EpochRecord:
+    """The record of an epoch whose steps are done: the mixture's validation loss and
+    accuracy, the derived cell (and its accuracy where due), the mixing weights.
+
+    Raises:
+        DivergedError: a loss became NaN or infinite.
+    """
+    mean = search._projected(search.variant.mean_weights(search.net.alphas))
+    if mean is not None:
+        mean = mean.detach()
+    genotype = search.net.genotype(mean)
+    choice = search.net.choice(genotype)
+    decided = search.selection is not None and search.selection.done > 0
+    valid_loss, valid_acc = search.forward.evaluate(  # as the selection measures, once it decides
+        search.arch_batches, weights=mean, batch_statistics=decided).tolist()
+    train_loss, train_correct = totals.tolist()
+    count = len(search.weight_batches.labels)  # every image once per epoch
+    if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+        raise DivergedError(
+            f"loss became non-finite in epoch {search.epoch} "
+            f"(train {train_loss / count:.4g}, valid {valid_loss:.4g})")
+    discrete_acc = None
+    if search.cell_every_epoch or search.epoch == search.total_epochs:
+        discrete_acc = search.forward.evaluate_cell(choice, calibrate_on=search.weight_batches,
+                                                  measure_on=search.arch_batches)
+    return EpochRecord(
+        epoch=search.epoch, train_loss=train_loss / count,
+        train_acc=100 * train_correct / count, valid_loss=valid_loss,
+        valid_acc=100 * valid_acc, discrete_acc=discrete_acc,
+        genotype=genotype.to_str(),
+        alpha_softmax=(search.net.alpha_softmax() if mean is None else mean).tolist(),
+        weight_lr=weight_lr, seconds=time.perf_counter() - started)
 
 
 class Stepper(Protocol):
@@ -364,13 +281,23 @@ def run_steps(stepper: Stepper, members: Sequence[DartsSearch], totals: Tensor) 
     or a population (``stepper`` stacks ``members``): at each step, with the variant's
     state for it, an architecture step while the alphas' half lasts, then a weight step.
     Adds each weight step's (loss sum, correct) to ``totals`` and returns it."""
-    for index, batches in enumerate(zip(*(m.epoch_batches() for m in members), strict=True)):
+    for index, batches in enumerate(zip(*map(_epoch_batches, members), strict=True)):
         x_w, y_w, x_a, y_a = batches[0] if len(batches) == 1 else _stacked(batches)
         with stepper.variant_step(index):
             if x_a is not None and y_a is not None:
                 stepper.arch_step(x_w, y_w, x_a, y_a)
             totals += stepper.weight_step(x_w, y_w)
     return totals
+
+
+def _epoch_batches(search: DartsSearch
+                   ) -> Iterator[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+    """A search's steps this epoch: a training batch for the weights and, while the other
+    half lasts, a validation batch for the alphas (x_w, y_w, x_a, y_a)."""
+    arch_epoch = search.arch_batches.epoch(2 * search.seed + 1, search.epoch)
+    for x_w, y_w in search.weight_batches.epoch(2 * search.seed, search.epoch):
+        x_a, y_a = next(arch_epoch, (None, None))
+        yield x_w, y_w, x_a, y_a
 
 
 def _stacked(batches: Sequence[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
@@ -402,30 +329,3 @@ class _Mixed:
 
     def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return self.search.losses(x, y, self.mixing(self.search.net.alphas))
-
-
-@contextlib.contextmanager
-def _recalibrated_batch_norm(net: Supernet, batches: DeviceBatches,
-                             choice: Sequence[int]) -> Iterator[None]:
-    """Re-estimate batch-norm statistics for the discrete cell ``choice`` (the mixture's
-    statistics do not fit it), and put the mixture's back afterwards."""
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),  # type: ignore[union-attr]
-              m.num_batches_tracked.clone()) for m in norms]  # type: ignore[union-attr]
-    was_training = net.training
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the recalibration batches
-        net.train()
-        with torch.no_grad():
-            for x, _ in batches.in_order(RECALIBRATION_BATCH):
-                net(x, choice=choice)
-        yield
-    finally:
-        net.train(was_training)
-        for m, (momentum, mean, var, count) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-            m.running_mean.copy_(mean)  # type: ignore[union-attr]
-            m.running_var.copy_(var)  # type: ignore[union-attr]
-            m.num_batches_tracked.copy_(count)  # type: ignore[union-attr]

@@ -65,7 +65,7 @@ def check_population(size: int, *, order: int, compiled: bool, selection: bool,
 def _settings(search: DartsSearch) -> tuple[object, ...]:
     """What must be equal for searches to share one stacked computation."""
     shapes = tuple((name, tuple(p.shape)) for name, p in search.net.named_parameters())
-    return (search.epoch, search.total_epochs, search.bf16, search.weight_settings,
+    return (search.epoch, search.total_epochs, search.forward.bf16, search.weight_settings,
             search.architect.settings, search.variant, id(search.weight_batches),
             id(search.arch_batches), shapes)
 
@@ -85,7 +85,7 @@ class Population:
     def __init__(self, members: Sequence[DartsSearch]) -> None:
         check_population(len(members),
                          order=max((m.architect.settings.order for m in members), default=1),
-                         compiled=any(m.compiled is not None for m in members),
+                         compiled=any(m.forward.compiled is not None for m in members),
                          selection=any(m.selection is not None for m in members),
                          variant=members[0].variant if members else Darts())
         first = _settings(members[0])
@@ -138,7 +138,7 @@ class StackedSearch:
         self.members = members
         first = members[0]
         self.device = first.alphas[0].device
-        self.bf16 = first.bf16
+        self.bf16 = first.forward.bf16
         self.variant = first.variant
         self.t = 0.0
         self.grad_clip = first.weight_settings.grad_clip

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.spaces import CellSpace
@@ -69,6 +70,21 @@ class PerturbationSelection:
     @property
     def finished(self) -> bool:
         return self.done == len(self.plan)
+
+    def decide_due(self, since: int, tune: int, weights: Tensor,
+                   accuracy: Callable[[Tensor], float]) -> None:
+        """Make the decisions due ``since`` epochs after the search's last (the first at
+        once, then one every ``tune`` epochs; all at once without fine-tuning)."""
+        due = min(since // tune + 1 if tune else len(self.plan), len(self.plan))
+        while self.done < due:
+            self.decide(weights, accuracy)
+
+    def applied(self, weights: Tensor | None, alphas: Tensor) -> Tensor | None:
+        """A step's mixing weights (None: the alphas' softmax) with the decisions made so
+        far applied."""
+        if not self.done:
+            return weights
+        return self.project(F.softmax(alphas, dim=-1) if weights is None else weights)
 
     def project(self, weights: Tensor) -> Tensor:
         """``weights`` (edges, ops) with each decided row one-hot on its op and each

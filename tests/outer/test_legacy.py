@@ -14,6 +14,7 @@ import torch
 from optuna.trial import TrialState
 
 from pipeline.config import from_dict
+from pipeline.outer.record import TrialRecord
 from pipeline.outer.study import load_study, run_study
 
 LEGACY = Path(__file__).parents[1] / "assets" / "legacy"
@@ -41,16 +42,17 @@ def test_an_older_study_resumes_its_interrupted_trial_to_the_uninterrupted_resul
     assert "trial 00001 resumes after epoch 1" in caplog.text  # its checkpoint was taken
     first, interrupted, retry = load_study("legacy", root=tmp_path / "old").get_trials()
     assert first.state == TrialState.COMPLETE and summary.finished == 2
-    assert interrupted.user_attrs["fail_reason"] == "interrupted"
-    assert retry.user_attrs["original_number"] == 1 and retry.user_attrs["resumed_from_epoch"] == 1
+    assert TrialRecord.of(interrupted).fail_reason == "interrupted"
+    record = TrialRecord.of(retry)
+    assert record.original_number == 1 and record.resumed_from_epoch == 1
 
     run_study(config, root=tmp_path / "new", device=torch.device("cpu"))
     whole = load_study("legacy", root=tmp_path / "new").get_trials()
     for old, new in zip((first, retry), whole, strict=True):
-        assert old.params == new.params and old.user_attrs["cell"] == new.user_attrs["cell"]
+        was, now = TrialRecord.of(old), TrialRecord.of(new)
+        assert old.params == new.params and was.cell == now.cell is not None
         assert old.value == pytest.approx(new.value, abs=1e-3)
-        torch.testing.assert_close(torch.tensor(old.user_attrs["alpha_softmax"]),
-                                   torch.tensor(new.user_attrs["alpha_softmax"]),
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(was.alpha_softmax),
+                                   torch.tensor(now.alpha_softmax), rtol=0, atol=1e-5)
     assert [r["genotype"] for r in _metrics(tmp_path / "old", "00001")] == [
         r["genotype"] for r in _metrics(tmp_path / "new", "00001")]

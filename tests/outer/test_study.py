@@ -408,18 +408,18 @@ def test_a_population_prunes_members_and_keeps_to_the_budget(
 
 def test_an_interrupted_population_resumes_its_trials(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.outer.objective import Objective
+    from pipeline.outer.trial_steps import TrialSteps
 
     config = _with(tiny_config, outer={"n_trials": 3})
-    after_epoch = Objective.after_epoch
+    after_epoch = TrialSteps.after_epoch
 
-    def interrupt_once(self: Objective, run: object, record: object) -> None:
+    def interrupt_once(self: TrialSteps, run: object, record: object) -> None:
         after_epoch(self, run, record)  # type: ignore[arg-type]
         if run.trial.number == 2 and record.epoch == 2:  # type: ignore[attr-defined]
-            monkeypatch.setattr(Objective, "after_epoch", after_epoch)
+            monkeypatch.setattr(TrialSteps, "after_epoch", after_epoch)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Objective, "after_epoch", interrupt_once)
+    monkeypatch.setattr(TrialSteps, "after_epoch", interrupt_once)
     with pytest.raises(KeyboardInterrupt):
         run_study(config, root=tmp_path, device=CPU, population=2)
     trials = load_study("tiny", root=tmp_path).get_trials()
@@ -435,16 +435,16 @@ def test_an_interrupted_population_resumes_its_trials(
 
 def test_an_unexpected_error_in_a_population_fails_its_trials_with_the_reason(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.outer.objective import Objective
+    from pipeline.outer.trial_steps import TrialSteps
 
-    after_epoch = Objective.after_epoch
+    after_epoch = TrialSteps.after_epoch
 
-    def explode(self: Objective, run: object, record: object) -> None:
+    def explode(self: TrialSteps, run: object, record: object) -> None:
         if run.trial.number > 0:  # type: ignore[attr-defined]
             raise RuntimeError("boom")
         after_epoch(self, run, record)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Objective, "after_epoch", explode)
+    monkeypatch.setattr(TrialSteps, "after_epoch", explode)
     with pytest.raises(RuntimeError, match="boom"):
         run_study(_with(tiny_config, outer={"n_trials": 3}), root=tmp_path, device=CPU,
                   population=2)
@@ -583,20 +583,20 @@ def test_a_killed_workers_trial_is_retried_at_once_without_reseeding_the_sampler
     import pipeline.outer.recovery
     import pipeline.outer.runner
     import pipeline.outer.study
-    from pipeline.outer.objective import Objective
+    from pipeline.outer.trial_steps import TrialSteps
 
     config = _with(tiny_config, outer={"n_trials": 2})
     storage = (None if kind == "sqlite" else str(tmp_path / "split.log"))
     run_study(config, root=tmp_path / "whole", device=CPU)
-    after_epoch = Objective.after_epoch
+    after_epoch = TrialSteps.after_epoch
 
-    def die(self: Objective, run: object, record: object) -> None:
+    def die(self: TrialSteps, run: object, record: object) -> None:
         after_epoch(self, run, record)  # type: ignore[arg-type]
         if run.trial.number == 1 and record.epoch == 2:  # type: ignore[attr-defined]
             raise _Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(Objective, "after_epoch", die)
+        patch.setattr(TrialSteps, "after_epoch", die)
         patch.setattr(pipeline.outer.runner, "_tell_failed", lambda *args: None)
         with pytest.raises(_Killed):
             run_study(config, root=tmp_path / "split", storage=storage, device=CPU)

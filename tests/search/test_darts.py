@@ -143,7 +143,8 @@ def test_cell_evaluation_leaves_the_search_state_untouched(tiny_config: StudyCon
     search = make_search(tiny_config, torch.device("cpu"))
     search.run_epoch()
     before = {k: v.clone() for k, v in search.net.state_dict().items()}
-    accuracy = search.evaluate_cell([3, 3, 3, 3, 3, 3])
+    accuracy = search.forward.evaluate_cell([3, 3, 3, 3, 3, 3], calibrate_on=search.weight_batches,
+                                             measure_on=search.arch_batches)
     assert 0 <= accuracy <= 100
     after = search.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -197,11 +198,11 @@ def test_compiled_search_equals_eager(tiny_config: StudyConfig) -> None:
     search = make_search(tiny_config, torch.device("cpu"), order=2)
     # aot_eager traces the same graphs inductor would compile, without a C++ compiler
     counter = CompileCounterWithBackend("aot_eager")
-    search.compiled = torch.compile(search.net, backend=counter)
+    search.forward.compiled = torch.compile(search.net, backend=counter)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
         compiled = _two_iterations(search)
-    assert search.compiled is not None
+    assert search.forward.compiled is not None
     assert counter.frame_count >= 3  # the steps' graphs: all grads, alphas' only, weights'
     assert torch.allclose(compiled, eager, atol=1e-5)
 
@@ -214,9 +215,9 @@ def test_a_failing_compiler_falls_back_to_eager(tiny_config: StudyConfig) -> Non
     config = dataclasses.replace(tiny_config, search=dataclasses.replace(
         tiny_config.search, compile=True))
     search = make_search(config, torch.device("cpu"))
-    assert search.compiled is not None  # search.compile = true compiles with inductor
-    search.compiled = torch.compile(search.net, backend=broken_backend)
+    assert search.forward.compiled is not None  # search.compile = true compiles with inductor
+    search.forward.compiled = torch.compile(search.net, backend=broken_backend)
     with pytest.warns(RuntimeWarning, match="no C.. compiler here"):
         after = _two_iterations(search)
-    assert search.compiled is None
+    assert search.forward.compiled is None
     assert torch.equal(after, eager)

@@ -1,0 +1,84 @@
+"""What a trial records about itself, stored as its Optuna user attributes: who it is and
+where it runs (when it begins), its result (when it ends or is pruned), and why it failed.
+Every writer and reader goes through ``TrialRecord``; a study written by an earlier version
+reads back with what it recorded (an attribute it lacks reads as None)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialRecord:
+    """A trial's record; a field left at None is not recorded (yet).
+
+    ``original_number`` is the number of the first attempt at the trial, which a retry keeps
+    (with its seeds and files); ``trial_key`` names its folder. ``alpha_softmax`` is the
+    last epoch's mixing weights (edges x ops), ``cell_history`` the cell after each epoch.
+    """
+
+    # who it is, where and how it runs
+    original_number: int | None = None
+    trial_key: str | None = None
+    seed: int | None = None
+    init_seed: int | None = None
+    device: str | None = None
+    threads: int | None = None
+    worker: str | None = None
+    worker_started: str | None = None
+    resumed_from_epoch: int | None = None
+    same_search_as: str | None = None
+    # its result
+    cell: str | None = None
+    supernet_acc: float | None = None
+    discrete_acc: float | None = None
+    trained_acc: float | None = None
+    train_time_s: float | None = None
+    eval_params_M: float | None = None  # noqa: N815 - the name studies have stored
+    alpha_softmax: list[list[float]] | None = None
+    epochs_run: int | None = None
+    cell_history: list[str] | None = None
+    wall_time_s: float | None = None
+    skip_share: float | None = None
+    pool_share: float | None = None
+    none_share: float | None = None
+    # why it failed
+    fail_reason: str | None = None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial | optuna.trial.BaseTrial) -> TrialRecord:
+        """The record a trial has stored so far."""
+        attrs = trial.user_attrs
+        return cls(**{name: attrs[name] for name in FIELDS if name in attrs})
+
+    def with_shares(self, shares: Mapping[str, float]) -> TrialRecord:
+        """The record with the cell's shares of skips, pools and ``none`` (``op_shares``)."""
+        return dataclasses.replace(self, skip_share=shares["skip_share"],
+                                   pool_share=shares["pool_share"],
+                                   none_share=shares["none_share"])
+
+    def measured(self) -> str:
+        """What was measured of the cell, in words: its supernet, discrete and trained
+        accuracy, those it has."""
+        return ", ".join(f"{label} {value:.2f} %" for label, value in (
+            ("supernet", self.supernet_acc), ("discrete cell", self.discrete_acc),
+            ("trained from scratch", self.trained_acc)) if value is not None)
+
+    def attrs(self) -> dict[str, Any]:
+        """The recorded fields as user attributes (those left at None out)."""
+        return {name: getattr(self, name) for name in FIELDS
+                if getattr(self, name) is not None}
+
+    def store(self, trial: optuna.Trial) -> None:
+        """Record the fields that are set on the trial."""
+        for name, value in self.attrs().items():
+            trial.set_user_attr(name, value)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
