@@ -541,11 +541,11 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk in the last trial's second epoch: the trial fails with that reason, does
     not count, and the next run resumes it from its last good checkpoint."""
-    import pipeline.outer.objective
+    import pipeline.outer.trial_steps
 
     config = _with(tiny_config, outer={"n_trials": 2})
     run_study(config, root=tmp_path / "whole", device=CPU)
-    save = pipeline.outer.objective.save_checkpoint
+    save = pipeline.outer.trial_steps.save_checkpoint
 
     def full_disk(path: Path, state: dict, *, meta: dict, **kwargs: object) -> None:
         if path.parent.name == "00001" and state["epoch"] == 2:
@@ -553,7 +553,7 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
         save(path, state, meta=meta, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline.outer.objective, "save_checkpoint", full_disk)
+        patch.setattr(pipeline.outer.trial_steps, "save_checkpoint", full_disk)
         with pytest.raises(OSError, match="No space left"):
             run_study(config, root=tmp_path / "split", device=CPU)
     failed = load_study("tiny", root=tmp_path / "split").get_trials()[1]

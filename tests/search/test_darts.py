@@ -167,7 +167,7 @@ def test_bf16_and_channels_last_searches_run(tiny_config: StudyConfig) -> None:
     config = dataclasses.replace(tiny_config, search=dataclasses.replace(
         tiny_config.search, precision="bf16", channels_last=True, epochs=1))
     search = make_search(config, torch.device("cpu"))
-    assert search.bf16
+    assert search.forward.bf16
     assert search.net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     record = search.run_epoch()
     assert math.isfinite(record.train_loss) and 0 <= record.valid_acc <= 100

@@ -227,13 +227,13 @@ def test_perturbation_selection_measures_by_batch_statistics(
     search = _search(_plain_starts(tiny_config), arch_lr=0.0, selection="perturbation",
                      selection_tune_epochs=0, epochs=1)
     calls: list[bool] = []
-    measure = search.evaluate
+    measure = search.forward.evaluate
 
     def spy(*args: object, batch_statistics: bool = False, **kwargs: object) -> torch.Tensor:
         calls.append(batch_statistics)
         return measure(*args, batch_statistics=batch_statistics, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(search, "evaluate", spy)
+    monkeypatch.setattr(search.forward, "evaluate", spy)
     search.run()
     assert calls.count(True) == 6 * 5 + 1  # each op on each edge, then the epoch's own
     assert calls.count(False) == 1  # the chosen cell's, after recalibration

@@ -64,7 +64,8 @@ def test_the_derived_cells_equal_a_one_hot_mixture() -> None:
 
 def test_a_study_searches_the_darts_space(tiny_config: StudyConfig, tmp_path: Path) -> None:
     config = dataclasses.replace(
-        tiny_config, space=dataclasses.replace(tiny_config.space, name="darts", layers=3),
+        tiny_config, space=dataclasses.replace(tiny_config.space, name="darts", settings={
+            **tiny_config.space.settings, "layers": 3}),
         search=dataclasses.replace(tiny_config.search, epochs=1),
         outer=dataclasses.replace(tiny_config.outer, n_trials=2))
     assert len(build_start_space(config, steps_per_epoch=1).specs) == 224 + 4 + 2
