@@ -23,6 +23,7 @@ OBJECTIVES = ("supernet", "discrete", "trained")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 SELECTIONS = ("argmax", "perturbation")
+RANK_RULES = ("val", "train-loss", "params")
 ALPHA_SPACES = ("edge-op", "op")
 COSEARCH_HYPERPARAMS = ("weight_lr", "arch_lr", "weight_decay", "arch_weight_decay")
 MAX_SEED = 2**32 - 1
@@ -349,6 +350,56 @@ class RetrainConfig:
                 if getattr(self, name) is not None}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectConfig:
+    """The selection stage (``globaldarts select``): the distinct cells of a study's
+    complete trials (its ``top`` by the trial objective; None: all) each trained from
+    scratch at ``channels`` and ``cells`` (NB201: cells per stage) on ``train_images``
+    training images that no search saw, and measured on ``valid_images`` more, in rungs of
+    successive halving: every candidate trains to ``rungs[0]`` epochs, then the best
+    ``1 / reduction`` of them on to ``rungs[1]``, and so on, one cosine schedule of
+    ``rungs[-1]`` epochs (SGD ``lr``, batch ``batch_size``) throughout, each under
+    ``repeats`` seeds. A rung ranks its candidates by ``rank``: ``val`` (validation
+    accuracy), ``train-loss`` (the sum of the training losses so far, lower first),
+    ``params``, or the average rank of several. ``zero_cost`` names a zero-cost score
+    (params, synflow, naswot, jacob_cov) that drops the lowest ``zero_cost_drop`` share of
+    the candidates before any training; it never chooses among those that train."""
+
+    top: int | None = None
+    rungs: tuple[int, ...] = (2, 6, 18)
+    reduction: int = 3
+    channels: int = 8
+    cells: int = 1
+    train_images: int = 2000
+    valid_images: int = 1000
+    batch_size: int = 64
+    lr: float = 0.1
+    repeats: int = 1
+    rank: tuple[str, ...] = ("val",)
+    zero_cost: str = ""
+    zero_cost_drop: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.top is None or self.top >= 1, "select.top", "must be >= 1 (leave it "
+               "out for every cell)", self.top)
+        _check(len(self.rungs) >= 1 and self.rungs[0] >= 1 and all(
+            a < b for a, b in zip(self.rungs, self.rungs[1:], strict=False)), "select.rungs",
+            "must be epochs that grow from rung to rung, the first >= 1", list(self.rungs))
+        _check(self.reduction >= 2, "select.reduction", "must be >= 2", self.reduction)
+        for name in ("channels", "cells", "train_images", "valid_images", "repeats"):
+            _check(getattr(self, name) >= 1, f"select.{name}", "must be >= 1",
+                   getattr(self, name))
+        _check(self.batch_size >= 2, "select.batch_size", "must be >= 2", self.batch_size)
+        _check(self.lr > 0, "select.lr", "must be > 0", self.lr)
+        _check(len(self.rank) >= 1 and len(set(self.rank)) == len(self.rank)
+               and set(self.rank) <= set(RANK_RULES), "select.rank",
+               f"must be one or more of {', '.join(RANK_RULES)}, none twice", list(self.rank))
+        _check(0 <= self.zero_cost_drop < 1, "select.zero_cost_drop", "must be in [0, 1)",
+               self.zero_cost_drop)
+        _check(bool(self.zero_cost) or self.zero_cost_drop == 0, "select.zero_cost_drop",
+               "needs select.zero_cost (the score that drops them)", self.zero_cost_drop)
+
+
 def _field_names(instance: object) -> list[str]:
     return [f.name for f in dataclasses.fields(instance)]  # type: ignore[arg-type]
 
@@ -365,6 +416,7 @@ class StudyConfig:
     start: StartConfig = field(default_factory=StartConfig)
     outer: OuterConfig = field(default_factory=OuterConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
 
     def __post_init__(self) -> None:
         check_study_name(self.name)
@@ -538,6 +590,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             isinstance(v, str) for v in value)), key, "must be a string or a list of strings",
             value)
         return value if isinstance(value, str) else tuple(value)
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is int:
+        _check(isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value), key,
+            "must be a list of integers", value)
+        return tuple(value)
     elif typing.get_origin(hint) is tuple:
         _check(isinstance(value, list) and all(isinstance(v, str) for v in value), key,
                "must be a list of strings", value)
@@ -594,6 +651,7 @@ __all__ = [
     "OuterConfig",
     "RetrainConfig",
     "SearchConfig",
+    "SelectConfig",
     "SpaceConfig",
     "StartConfig",
     "StudyConfig",

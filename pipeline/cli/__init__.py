@@ -19,6 +19,7 @@ from pipeline.cli.export import Export
 from pipeline.cli.options import configure_logging, global_options
 from pipeline.cli.report import Report
 from pipeline.cli.search import Search, Terminated
+from pipeline.cli.select import Select
 from pipeline.cli.status import Status
 from pipeline.cli.studies import Delete, Fork, List
 from pipeline.config import ConfigError
@@ -55,8 +56,8 @@ class Command(Protocol):
 
 
 COMMANDS: dict[str, Command] = {command.name: command for command in (
-    Search(), Status(), List(), Fork(), Delete(), Report(), Compare(), Export(), Evaluate(),
-    Dashboard(), Bench())}
+    Search(), Select(), Status(), List(), Fork(), Delete(), Report(), Compare(), Export(),
+    Evaluate(), Dashboard(), Bench())}
 
 
 def build_parser() -> argparse.ArgumentParser:

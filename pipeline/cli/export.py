@@ -16,6 +16,8 @@ class Export:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
         parser.add_argument("--trial", type=int, help="trial number (default: the best)")
+        parser.add_argument("--selected", action="store_true",
+                            help="the cell the selection stage chose (globaldarts select)")
         parser.add_argument("--format", help="the space's own cell format (nb201, darts; "
                                              "the default) or json")
 
@@ -28,7 +30,8 @@ class Export:
         from pipeline.outer.record import TrialRecord
         from pipeline.spaces import parse_genotype
 
-        found = trial_cells(args.name, trial=args.trial, root=args.root, storage=args.storage)
+        found = trial_cells(args.name, trial=args.trial, root=args.root, storage=args.storage,
+                            selected=args.selected)
         genotypes = [(trial, parse_genotype(cell)) for trial, cell in found]
         space = genotypes[0][1].space
         if args.format == "json":

@@ -15,8 +15,25 @@ from pipeline.config import ConfigError
 if TYPE_CHECKING:
     import torch
 
+    from pipeline.config import StudyConfig
+
 DEFAULT_STUDY = "default"
 IMAGES_HELP = "also write each figure as a PNG (needs globaldarts[images] and Chrome)"
+
+
+def study_file_config(args: argparse.Namespace, extra: list[str]) -> StudyConfig:
+    """The study file a command names (``ROOT/default.toml`` when it names none), with its
+    ``--set`` overrides and then ``extra`` ones.
+
+    Raises:
+        ConfigError: the file or an override is bad.
+    """
+    from pathlib import Path
+
+    from pipeline.config import load
+
+    path = Path(args.study) if args.study else Path(args.root) / f"{DEFAULT_STUDY}.toml"
+    return load(path, [*args.set, *extra])
 
 
 def _parent() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from pipeline.cli.options import (
     set_options,
     show_progress,
     storage_options,
+    study_file_config,
 )
 
 if TYPE_CHECKING:
@@ -54,15 +55,11 @@ class Search:
     def run(self, args: argparse.Namespace) -> int:
         import torch
 
-        from pipeline.config import load
         from pipeline.outer import run_study
         from pipeline.results.dashboard import DashboardPublisher
 
-        path = Path(args.study) if args.study else Path(args.root) / f"{DEFAULT_STUDY}.toml"
-        overrides = list(args.set)
-        if args.n_trials is not None:
-            overrides.append(f"outer.n_trials={args.n_trials}")
-        config = load(path, overrides)
+        config = study_file_config(args, [] if args.n_trials is None
+                                   else [f"outer.n_trials={args.n_trials}"])
         signal.signal(signal.SIGTERM, raise_terminated)
         device = pick_device(args.device)
         if args.deterministic:

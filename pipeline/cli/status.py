@@ -24,12 +24,16 @@ class Status:
 
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.outer import load_study
+        from pipeline.outer.record import StudySelection
         from pipeline.results.report import trials_frame
 
         study = load_study(args.name, root=args.root, storage=args.storage)
-        frame = trials_frame(study.get_trials(deepcopy=False))
+        frame = trials_frame(study.get_trials(deepcopy=False), StudySelection.of(study))
+        marks = [mark for mark, column in (("* the pick", "best"),
+                                           ("S the selected cell", "selected"))
+                 if frame[column].any()]
         print(f"study {study.study_name}: {len(frame)} trials"
-              + (" (* the pick)" if frame["best"].any() else ""))
+              + (f" ({', '.join(marks)})" if marks else ""))
         if len(frame):
             width = None if args.wide else shutil.get_terminal_size((120, 24)).columns
             print(status_table(frame, width))
@@ -40,7 +44,8 @@ def status_table(frame: pd.DataFrame, width: int | None) -> str:
     """The trials as text: the pick marked, a running trial's latest value, a failed
     trial's reason or retry, and cells cut to fit ``width`` characters (None: whole)."""
     table = frame.assign(
-        pick=frame["best"].map({True: "*", False: ""}),
+        pick=frame["best"].map({True: "*", False: ""}) + frame["selected"].map(
+            {True: "S", False: ""}),
         value=frame["value"].where(frame["state"] != "RUNNING", frame["last_value"]).map(_number),
         epochs=frame["epochs_run"].astype("string").fillna("-"),
         params=frame["eval_params_M"].map(_number),

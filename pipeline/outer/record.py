@@ -82,3 +82,29 @@ class TrialRecord:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+SELECTED = "selected"  # the study attribute that holds the selection stage's pick
+
+
+@dataclass(frozen=True, slots=True)
+class StudySelection:
+    """The cell that the selection stage (``globaldarts select``) chose among a study's
+    cells, the study's trials that ended on it, the judge that chose it, how many cells
+    it chose among and the epochs it trained them."""
+
+    cell: str
+    trials: tuple[int, ...]
+    judge: str
+    candidates: int
+    epochs: int
+
+    def store(self, study: optuna.Study) -> None:
+        """Write the selection into the study (it replaces any earlier one)."""
+        study.set_user_attr(SELECTED, {**dataclasses.asdict(self), "trials": list(self.trials)})
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudySelection | None:
+        """The selection written into ``study``; None if no selection ran."""
+        stored = study.user_attrs.get(SELECTED)
+        if not isinstance(stored, dict):
+            return None
+        return cls(**{**stored, "trials": tuple(stored["trials"])})

@@ -99,13 +99,14 @@ def local_file(url: str) -> Path | None:
     return Path(url) if is_journal(url) else None
 
 
-def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 30,
+def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int | None = 30,
                  grace_period_s: int = 120) -> optuna.storages.BaseStorage:
     """Open any Optuna storage URL; a path ending in ``.log`` or ``.journal`` is a journal file.
 
     A database storage keeps a heartbeat per running trial: a trial whose worker died
     (no beat for ``grace_period_s``) is failed and retried, up to ``max_retries`` times,
-    with its start point and seed, from its checkpoint.
+    with its start point and seed, from its checkpoint. ``heartbeat_interval_s`` None
+    keeps none (for trials that stay running between workers, as a selection's do).
 
     Raises:
         StudyError: the storage cannot be reached or understood; the password is hidden.
@@ -116,6 +117,8 @@ def make_storage(url: str, *, max_retries: int = 3, heartbeat_interval_s: int = 
             return optuna.storages.JournalStorage(JournalFileBackend(url))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if heartbeat_interval_s is None:
+                return _database(url)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
             return _database(url, heartbeat_interval=heartbeat_interval_s,
                              grace_period=grace_period_s, heartbeat_stale_trial_callback=retry)

@@ -32,7 +32,7 @@ from pipeline.outer.cores import CoreShare
 from pipeline.outer.folder import check_folder, claim_folder
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.progress import StudyProgress
-from pipeline.outer.record import TrialRecord
+from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.recovery import fail_dead_local_trials, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import (
@@ -367,16 +367,24 @@ def stored_config(name: str, *, root: str | Path, storage: str | None = None,
 
 
 def trial_cells(name: str, *, trial: int | None = None, root: str | Path,
-                storage: str | None = None) -> list[tuple[FrozenTrial, str]]:
-    """Trial number ``trial`` with its cell string; without a number, a study's best
-    complete trial, or in a two-objective study its whole Pareto front (the most accurate
-    first).
+                storage: str | None = None, selected: bool = False
+                ) -> list[tuple[FrozenTrial, str]]:
+    """Trial number ``trial`` with its cell string; with ``selected``, the first trial
+    that ended on the cell the selection stage chose; else a study's best complete trial,
+    or in a two-objective study its whole Pareto front (the most accurate first).
 
     Raises:
-        StudyError: no such study or trial, or the trial found no cell.
+        StudyError: no such study or trial, the trial found no cell, or (``selected``) no
+            selection ran.
     """
     study = load_study(name, root=root, storage=storage)
     trials = study.get_trials(deepcopy=False)
+    if selected:
+        selection = StudySelection.of(study)
+        if selection is None:
+            raise StudyError(f"study {name!r} has no selected cell yet: run globaldarts "
+                             "select on it")
+        trial = selection.trials[0]
     if trial is not None:
         found = [t for t in trials if t.number == trial]
         if not found:

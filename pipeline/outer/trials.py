@@ -24,7 +24,7 @@ SURPLUS = "surplus: the budget was met by other workers"
 RESUMABLE = (INTERRUPTED, IO_ERROR)
 # Sections and settings that do not change what a trial's search computes: a study that
 # differs from another only in them takes the other's searches over.
-NOT_SEARCH = ("retrain",)
+NOT_SEARCH = ("retrain", "select")
 NOT_SEARCH_SETTINGS = ("data.holdout",)
 # Settings added after trials first recorded their config (every variant's among them):
 # left out while at their default, so that a trial of an older study keeps its record (and

@@ -13,7 +13,7 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from pipeline.outer.picks import baseline_trial, best_trial
-from pipeline.outer.record import TrialRecord
+from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
 from pipeline.results import figures
@@ -59,16 +59,18 @@ class DashboardPublisher:
         """Store the report's key figures with the study, for the dashboard's plot tab, and
         a note that sums it up."""
         trials = study.get_trials(deepcopy=False)
-        frame = trials_frame(trials)
+        frame = trials_frame(trials, StudySelection.of(study))
         graphs = {"history": figures.history_figure(history_frame(frame)),
                   "collapse": figures.collapse_figure(frame)}
         for graph_id, figure in graphs.items():
             optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-        optuna_dashboard.save_note(study, study_note(trials))
+        optuna_dashboard.save_note(study, study_note(trials, StudySelection.of(study)))
 
 
-def study_note(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
-    """A study summed up: its pick (cell and accuracies) beside plain DARTS' own trial."""
+def study_note(trials: Sequence[optuna.trial.FrozenTrial],
+               selection: StudySelection | None = None) -> str:
+    """A study summed up: its pick (cell and accuracies) beside plain DARTS' own trial,
+    and the cell the selection stage chose, if it ran."""
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in optuna.trial.TrialState}
     lines = [", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no trials", ""]
@@ -78,6 +80,10 @@ def study_note(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
             record = TrialRecord.of(trial)
             lines += [f"**{label}: trial {trial.number}**, value {trial.values[0]:.2f}",
                       f"`{record.cell}`", record.measured(), ""]
+    if selection is not None:
+        lines += [f"**the selected cell** (trials {', '.join(map(str, selection.trials))}; "
+                  f"{selection.judge}, {selection.candidates} candidates, "
+                  f"{selection.epochs} epochs)", f"`{selection.cell}`", ""]
     return "\n".join(lines)
 
 

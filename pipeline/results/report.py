@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import from_dict, with_defaults
 from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
-from pipeline.outer.record import TrialRecord
+from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.results import figures
 from pipeline.search.build import describe
 
@@ -31,16 +31,18 @@ logger = logging.getLogger(__name__)
 TRIAL_COLUMNS = ("number", "state", "value", "epochs_run", "cell", "supernet_acc",
                  "discrete_acc", "trained_acc", "eval_params_M", "skip_share", "pool_share",
                  "none_share", "seed", "original_number", "wall_time_s", "train_time_s",
-                 "fail_reason", "best", "last_value", "retry_of", "retried_as")
+                 "fail_reason", "best", "selected", "last_value", "retry_of", "retried_as")
 IMPORTANCE_TRIALS = 20  # fewer complete trials than this over dozens of dimensions: noise
 CURVE_COLUMNS = ("number", "state", "epoch", "valid_acc", "discrete_acc", "train_loss",
                  "valid_loss", "genotype")
 
 
-def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+def trials_frame(trials: Sequence[FrozenTrial], selection: StudySelection | None = None
+                 ) -> pd.DataFrame:
     """One row per trial with its state, value and recorded attributes; ``best`` marks the
-    study's pick, ``last_value`` a trial's latest report (a running one's progress), and
-    ``retry_of`` / ``retried_as`` link a failed trial and its retry."""
+    study's pick by its trial objective, ``selected`` the trials that ended on the cell
+    ``selection`` chose, ``last_value`` a trial's latest report (a running one's progress),
+    and ``retry_of`` / ``retried_as`` link a failed trial and its retry."""
     best = best_trial(trials)
     retried_as = {int(t.system_attrs["failed_trial"]): t.number for t in trials
                   if "failed_trial" in t.system_attrs}
@@ -50,6 +52,7 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
         row = {name: attrs.get(name) for name in TRIAL_COLUMNS}
         row.update(number=trial.number, state=trial.state.name, value=accuracy_of(trial),
                    best=best is not None and trial.number == best.number,
+                   selected=selection is not None and trial.number in selection.trials,
                    last_value=(trial.intermediate_values[max(trial.intermediate_values)]
                                if trial.intermediate_values else None),
                    retry_of=trial.system_attrs.get("failed_trial"),
@@ -64,7 +67,7 @@ def trials_frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
     frame[numeric] = frame[numeric].astype("float64")
     for name in ("epochs_run", "seed", "original_number", "retry_of", "retried_as"):
         frame[name] = frame[name].astype("Int64")
-    frame["best"] = frame["best"].astype(bool)
+    frame[["best", "selected"]] = frame[["best", "selected"]].astype(bool)
     return frame
 
 
@@ -191,6 +194,11 @@ def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, s
     rows += [(label, json.dumps(config.get(key, {}))) for label, key in pick]
     counts = frame["state"].value_counts().to_dict()
     rows.append(("trials", ", ".join(f"{n} {state.lower()}" for state, n in counts.items())))
+    selection = StudySelection.of(study)
+    if selection is not None:
+        rows.append(("selected cell", f"{selection.cell} (trials "
+                     f"{', '.join(map(str, selection.trials))}; {selection.judge}, "
+                     f"{selection.candidates} candidates, {selection.epochs} epochs)"))
     rows += [(f"{name} version", str(version)) for name, version in versions.items()]
     return rows
 
@@ -201,7 +209,7 @@ def write_report(study: optuna.Study, state_dir: Path | None, out_dir: Path, *,
     with ``images``, also each figure as a PNG beside them (see ``figures.write_images``).
     """
     trials = study.get_trials(deepcopy=False)
-    frame = trials_frame(trials)
+    frame = trials_frame(trials, StudySelection.of(study))
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "trials.csv", index=False)
     sections = _sections(study, trials, frame, state_dir)
@@ -234,6 +242,10 @@ def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.Data
                          figures.alpha_figure(heatmaps)))
         sections.append((f"Best cell (trial {best.number})",
                          figures.cell_figure(str(TrialRecord.of(best).cell))))
+    selection = StudySelection.of(study)
+    if selection is not None:
+        sections.append((f"Selected cell ({selection.judge})",
+                         figures.cell_figure(selection.cell)))
     sections.append(("How far each search moved", figures.movement_figure(
         movement_frame(trials))))
     sections.append(("Collapse watch", figures.collapse_figure(frame)))

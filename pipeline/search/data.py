@@ -184,6 +184,16 @@ def holdout_set(train: ImageSet, *, subset: int, holdout: int, seed: int) -> Ima
     return rest.subset(kept)
 
 
+def outside_search(train: ImageSet, *, subset: int, holdout: int, seed: int) -> ImageSet:
+    """The training images that neither the search's ``subset`` nor its ``holdout``
+    (``holdout_set`` with the same seed) holds."""
+    _, rest = _subset(train, subset=subset, seed=seed)
+    if not holdout:
+        return rest
+    _, others = stratified_halves(rest.labels, holdout / len(rest), seed=seed + 2)
+    return rest.subset(others)
+
+
 class DeviceBatches:
     """Batches of an image set kept on the device, augmented there.
 

@@ -92,10 +92,10 @@ def retrain(genotype: Genotype, train: ImageSet, test: ImageSet, *,
     batches = DeviceBatches(train, batch_size=settings.batch_size, device=device, mean=mean,
                             std=std, crop_padding=settings.crop_padding, flip=settings.flip,
                             cutout=settings.cutout)
-    run = _Training(genotype, settings, seed=seed, device=device,
+    run = CellTraining(genotype, settings, seed=seed, device=device,
                     num_classes=len(train.classes), in_channels=train.shape[0])
     meta = {"genotype": genotype.to_str(), "settings": asdict(settings), "seed": seed}
-    start = _resume(checkpoint, meta, run)
+    start = resume_training(checkpoint, meta, run)
     run.fit(batches, start=start, progress=progress,
             after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
     test_batches = DeviceBatches(test, batch_size=256, device=device, mean=mean, std=std)
@@ -111,15 +111,16 @@ def short_training_accuracy(genotype: Genotype, train: DeviceBatches,
     training from scratch on ``train``: a cheap estimate of how well the cell trains.
     A cell cut off from its input (no path without ``none``) answers one class for every
     image, trained or not, so its network is evaluated untrained."""
-    run = _Training(genotype, settings, seed=seed, device=train.labels.device,
+    run = CellTraining(genotype, settings, seed=seed, device=train.labels.device,
                     num_classes=num_classes, in_channels=in_channels)
     if genotype.connected:
         run.fit(train)
     return evaluate_network(run.net, valid)
 
 
-class _Training:
-    """A cell's evaluation network, its SGD (Nesterov) and cosine schedule, from ``seed``."""
+class CellTraining:
+    """A cell's evaluation network, its SGD (Nesterov) and cosine schedule over
+    ``settings.epochs``, from ``seed``; ``losses`` holds each epoch's mean training loss."""
 
     def __init__(self, genotype: Genotype, settings: TrainSettings, *, seed: int,
                  device: torch.device, num_classes: int, in_channels: int) -> None:
@@ -134,18 +135,22 @@ class _Training:
                                          weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                     settings.epochs)
+        self.losses: list[float] = []
 
-    def fit(self, batches: DeviceBatches, *, start: int = 0, progress: bool = False,
+    def fit(self, batches: DeviceBatches, *, start: int = 0, stop: int | None = None,
+            progress: bool = False,
             after_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """Train from epoch ``start`` to the last; ``after_epoch`` gets the state to save."""
-        settings = self.settings
-        for epoch in tqdm(range(start, settings.epochs), initial=start, total=settings.epochs,
+        """Train from epoch ``start`` to ``stop`` (default: the last); ``after_epoch``
+        gets the state to save."""
+        settings, stop = self.settings, self.settings.epochs if stop is None else stop
+        for epoch in tqdm(range(start, stop), initial=start, total=stop,
                           desc="training", unit="epoch", disable=not progress):
             if hasattr(self.net, "drop_path_prob"):  # DARTS' networks ramp drop path up
                 self.net.drop_path_prob = settings.drop_path * epoch / settings.epochs
-            train_epoch(self.net, batches, self.optimizer, seed=self.seed, epoch=epoch,
-                        grad_clip=settings.grad_clip,
-                        auxiliary_weight=settings.auxiliary_weight)
+            loss, _ = train_epoch(self.net, batches, self.optimizer, seed=self.seed,
+                                  epoch=epoch, grad_clip=settings.grad_clip,
+                                  auxiliary_weight=settings.auxiliary_weight)
+            self.losses.append(loss)
             self.scheduler.step()
             if after_epoch is not None:
                 after_epoch(self.state_dict(epoch + 1))
@@ -154,17 +159,21 @@ class _Training:
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": epoch}
+                "scheduler": self.scheduler.state_dict(), "epoch": epoch,
+                "losses": list(self.losses)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.losses = list(state.get("losses", []))  # older checkpoints kept none
 
 
-def _resume(path: Path, meta: dict[str, Any], run: _Training) -> int:
+def resume_training(path: Path, meta: dict[str, Any], run: CellTraining) -> int:
+    """Load ``run``'s state from its checkpoint at ``path`` if it holds the training that
+    ``meta`` describes; returns the epoch it resumes after (0: from scratch)."""
     try:
-        state = load_checkpoint(path, meta=meta, keys=_Training.STATE_KEYS,
+        state = load_checkpoint(path, meta=meta, keys=CellTraining.STATE_KEYS,
                                 epochs=run.settings.epochs)
     except FileNotFoundError:
         return 0

@@ -89,7 +89,7 @@ def test_a_cut_off_cell_is_scored_without_training(digits: tuple[ImageSet, Image
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cut-off cell was trained")
 
-    monkeypatch.setattr(train_module._Training, "fit", no_training)
+    monkeypatch.setattr(train_module.CellTraining, "fit", no_training)
     accuracy = short_training_accuracy(
         cut_off, DeviceBatches(train, **common),  # type: ignore[arg-type]
         DeviceBatches(valid, **common),  # type: ignore[arg-type]

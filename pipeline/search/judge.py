@@ -1,0 +1,139 @@
+"""Judging a cell by training it: its network at a small size, trained from scratch on
+training images that no search saw and measured on as many more, each rung of a selection
+continuing the same training (one cosine schedule over the last rung's epochs); and its
+zero-cost scores, which need no training."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import SelectConfig, StudyConfig
+from pipeline.search.data import (
+    DatasetError,
+    DeviceBatches,
+    ImageSet,
+    channel_stats,
+    load_dataset,
+    outside_search,
+    stratified_halves,
+)
+from pipeline.search.proxies import PROXIES
+from pipeline.search.training import CellTraining, evaluate_network, resume_training
+from pipeline.spaces import Genotype, TrainSettings, space_of
+
+PROXY_IMAGES = 64  # the batch a zero-cost score looks at
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeData:
+    """The images a selection trains its candidates on and measures them on, on the
+    device: both outside the search's subset and its held-out images."""
+
+    train: DeviceBatches
+    valid: DeviceBatches
+    num_classes: int
+    in_channels: int
+
+
+@dataclass(frozen=True, slots=True)
+class RungResult:
+    """A candidate after ``epochs`` epochs: its validation accuracy (%) and the sum of its
+    epochs' mean training losses, each averaged over the repeats."""
+
+    epochs: int
+    val_acc: float
+    train_loss_sum: float
+
+
+def judge_data(config: StudyConfig, device: torch.device) -> JudgeData:
+    """The selection's images: ``select.train_images`` and ``select.valid_images``
+    training images (class-balanced) that neither the search nor ``data.holdout`` holds.
+
+    Raises:
+        DatasetError: the search keeps every training image (``data.subset`` = 0), or too
+            few are left outside it.
+    """
+    data, select = config.data, config.select
+    if not data.subset:
+        raise DatasetError("select needs data.subset > 0: with every training image in the "
+                           "search, none is left that the search did not see")
+    train, _ = load_dataset(data.dataset, data.root, download=data.download)
+    unseen = outside_search(train, subset=data.subset, holdout=data.holdout, seed=config.seed)
+    wanted = select.train_images + select.valid_images
+    if wanted > len(unseen):
+        raise DatasetError(f"select.train_images + select.valid_images = {wanted} exceed the "
+                           f"{len(unseen)} training images outside the search")
+    pool_index, _ = stratified_halves(unseen.labels, wanted / len(unseen), seed=config.seed + 3)
+    pool = unseen.subset(pool_index)
+    train_index, valid_index = stratified_halves(pool.labels, select.train_images / len(pool),
+                                                 seed=config.seed + 4)
+    return _on_device(pool.subset(train_index), pool.subset(valid_index), config, device)
+
+
+def _on_device(train: ImageSet, valid: ImageSet, config: StudyConfig,
+               device: torch.device) -> JudgeData:
+    mean, std = channel_stats(train)
+    batch = config.select.batch_size
+    return JudgeData(
+        train=DeviceBatches(train, batch_size=batch, device=device, mean=mean, std=std,
+                            crop_padding=config.data.crop_padding, flip=config.data.flip),
+        valid=DeviceBatches(valid, batch_size=256, device=device, mean=mean, std=std),
+        num_classes=len(train.classes), in_channels=train.shape[0])
+
+
+def judge_settings(select: SelectConfig, genotype: Genotype) -> TrainSettings:
+    """How a selection trains a cell: its space's protocol at the selection's size, batch
+    and learning rate, over the last rung's epochs, without its regularisers."""
+    return dataclasses.replace(space_of(genotype).protocol, epochs=select.rungs[-1],
+                               batch_size=select.batch_size, lr=select.lr,
+                               channels=select.channels, cells=select.cells,
+                               auxiliary_weight=0.0, drop_path=0.0, cutout=0)
+
+
+def train_rung(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
+               seeds: list[int], folder: Path) -> RungResult:
+    """Train the cell under each seed on to ``epochs`` (each training checkpointed every
+    epoch in ``folder``, and resumed from there) and measure it."""
+    runs = [_trained(genotype, data, select, epochs=epochs, seed=seed,
+                     checkpoint=folder / f"seed-{seed}.pt") for seed in seeds]
+    accuracies = [evaluate_network(run.net, data.valid) for run in runs]
+    # a cell cut off from its input learns nothing: no loss of it counts as low
+    loss_sums = [sum(run.losses[:epochs]) if genotype.connected else math.inf for run in runs]
+    return RungResult(epochs=epochs, val_acc=sum(accuracies) / len(accuracies),
+                      train_loss_sum=sum(loss_sums) / len(loss_sums))
+
+
+def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
+             seed: int, checkpoint: Path) -> CellTraining:
+    """The cell's training under ``seed``, resumed from ``checkpoint`` and carried on to
+    ``epochs`` (a cut-off cell is not trained: it answers one class whatever it learns)."""
+    settings = judge_settings(select, genotype)
+    run = CellTraining(genotype, settings, seed=seed, device=data.train.labels.device,
+                       num_classes=data.num_classes, in_channels=data.in_channels)
+    meta = {"genotype": genotype.to_str(), "settings": dataclasses.asdict(settings),
+            "seed": seed}
+    start = resume_training(checkpoint, meta, run)
+    if genotype.connected and start < epochs:
+        run.fit(data.train, start=start, stop=epochs,
+                after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
+    return run
+
+
+def zero_cost_score(name: str, genotype: Genotype, data: JudgeData, select: SelectConfig, *,
+                    seed: int) -> float:
+    """The zero-cost score ``name`` of the cell's untrained network (built from ``seed``
+    at the selection's size) on the first images of the training set."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = space_of(genotype).network(genotype, judge_settings(select, genotype),
+                                         num_classes=data.num_classes,
+                                         in_channels=data.in_channels)
+        net = net.to(data.train.labels.device).train()
+        images, _ = next(data.train.in_order(PROXY_IMAGES))
+        return PROXIES[name](net, images)

@@ -1,0 +1,197 @@
+"""The selection stage: successive halving over a study's distinct cells, decided from the
+stored rung results alone (so the same whatever the workers and their order), resumable,
+and refusing bad settings before it creates anything."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+
+from pipeline import cli
+from pipeline.config import StudyConfig, with_overrides
+from pipeline.outer import select as stage
+from pipeline.outer.record import StudySelection
+from pipeline.outer.select import kept, ranking, run_selection
+from pipeline.outer.storage import default_storage, make_storage
+from pipeline.outer.study import state_dir
+from pipeline.search import build_start_space, judge
+from pipeline.search.judge import RungResult
+from pipeline.spaces import NB201Genotype
+from pipeline.spaces.nb201.genotype import NB201_OPS
+
+CPU = torch.device("cpu")
+# Six NB201 cells: cell k has op k % 5 on its first edge and convolutions elsewhere.
+CELLS = [NB201Genotype((NB201_OPS[k % 5],) + ("nor_conv_3x3",) * 4 + (
+    NB201_OPS[k // 5 + 1],)).to_str() for k in range(6)]
+SELECT = ["select.rungs=[1, 2, 3]", "select.reduction=2", "select.channels=4",
+          "select.train_images=100", "select.valid_images=100", "select.batch_size=25"]
+
+
+def _finished_study(root: Path, config: StudyConfig, cells: list[str]) -> None:
+    """Study ``config.name`` under ``root`` with one complete trial per cell, in order."""
+    study = optuna.create_study(study_name=config.name, direction="maximize",
+                                storage=make_storage(default_storage(state_dir(root,
+                                                                               config.name))))
+    specs = build_start_space(config, steps_per_epoch=1).specs  # plain DARTS' start
+    for k, cell in enumerate(cells):
+        study.add_trial(optuna.trial.create_trial(
+            params={spec.name: 0.0 for spec in specs},
+            distributions={spec.name: FloatDistribution(spec.low, spec.high) for spec in specs},
+            value=50.0 - k, user_attrs={"cell": cell, "eval_params_M": 0.1 * (k + 1)}))
+
+
+def _fake_rungs(monkeypatch: pytest.MonkeyPatch, scores: dict[str, float]) -> list[tuple]:
+    """Train nothing: a candidate's validation accuracy at every rung is its score plus
+    the epochs; returns the (cell, epochs) trained, in order."""
+    trained: list[tuple] = []
+
+    def fake(genotype: object, data: object, select: object, *, epochs: int, seeds: list,
+             folder: Path) -> RungResult:
+        cell = genotype.to_str()  # type: ignore[attr-defined]
+        trained.append((cell, epochs))
+        return RungResult(epochs=epochs, val_acc=scores[cell] + epochs,
+                          train_loss_sum=10.0 - scores[cell])
+
+    monkeypatch.setattr(stage, "train_rung", fake)
+    monkeypatch.setattr(stage, "judge_data", lambda config, device: object())
+    return trained
+
+
+def _outcome(root: Path, name: str) -> dict[str, tuple[str, list[int]]]:
+    """Each candidate's final state and the rungs (epochs) it reported at."""
+    study = optuna.load_study(study_name=f"{name}-select", storage=make_storage(
+        default_storage(state_dir(root, name))))
+    return {t.user_attrs["cell"]: (t.state.name, sorted(t.intermediate_values))
+            for t in study.get_trials()}
+
+
+def test_ranking_averages_ranks_and_breaks_ties_by_the_cell() -> None:
+    results = {"a": {"val": 90.0, "train-loss": 3.0, "params": 1.0},
+               "b": {"val": 80.0, "train-loss": 1.0, "params": 2.0},
+               "c": {"val": 90.0, "train-loss": 2.0, "params": 0.5}}
+    assert ranking(results, ["val"]) == ["a", "c", "b"]  # a and c tie: by the cell
+    assert ranking(results, ["train-loss"]) == ["b", "c", "a"]  # lower first
+    assert ranking(results, ["val", "train-loss"]) == ["c", "b", "a"]  # 0.75, 1.0, 1.25
+    assert ranking(results, ["params"]) == ["b", "a", "c"]
+    assert [kept(n, 3) for n in (1, 2, 3, 4, 10)] == [1, 1, 1, 2, 4]
+
+
+def test_halving_promotes_the_expected_candidates_whatever_the_order_and_workers(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = with_overrides(tiny_config, SELECT)
+    scores = {cell: float(k * 7 % 6) for k, cell in enumerate(CELLS)}  # 0, 1, 2, 3, 4, 5
+    trained = _fake_rungs(monkeypatch, scores)
+    _finished_study(tmp_path / "one", config, CELLS)
+    one = run_selection(config, root=tmp_path / "one", device=CPU)
+    best = max(CELLS, key=scores.__getitem__)
+    assert one.cell == best and one.candidates == 6
+    # six train to epoch 1, three (the best by val) to 2, two to 3, the best of those wins
+    by_score = sorted(CELLS, key=scores.__getitem__, reverse=True)
+    expected = {cell: ("COMPLETE" if cell == best else "PRUNED",
+                       [1, 2, 3][:1 + (cell in by_score[:3]) + (cell in by_score[:2])])
+                for cell in CELLS}
+    assert _outcome(tmp_path / "one", config.name) == expected
+    assert one.epochs == 3 * 1 + 1 * 2 + 2 * 3 and len(trained) == 6 + 3 + 2
+
+    _finished_study(tmp_path / "two", config, CELLS[::-1])  # other order, two workers
+    workers = [threading.Thread(target=run_selection, args=(config,),
+                                kwargs={"root": tmp_path / "two", "device": CPU})
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert _outcome(tmp_path / "two", config.name) == expected
+    assert len(trained) == 2 * (6 + 3 + 2)  # no candidate trained twice at a rung
+    selection = StudySelection.of(optuna.load_study(
+        study_name=config.name,
+        storage=make_storage(default_storage(state_dir(tmp_path / "two", config.name)))))
+    assert selection is not None and selection.cell == best
+    assert selection.trials == (5 - CELLS.index(best),)  # its number in the reversed study
+
+
+def test_a_lone_cell_is_picked_without_training(tiny_config: StudyConfig, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = with_overrides(tiny_config, SELECT)
+    trained = _fake_rungs(monkeypatch, {})
+    monkeypatch.setattr(stage, "judge_data", lambda config, device: pytest.fail("no data"))
+    _finished_study(tmp_path, config, [CELLS[0], CELLS[0]])  # two trials, one cell
+    selection = run_selection(config, root=tmp_path, device=CPU)
+    assert (selection.cell, selection.trials, selection.epochs) == (CELLS[0], (0, 1), 0)
+    assert trained == []
+
+
+def test_the_selected_cell_shows_in_status_export_and_report(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = with_overrides(tiny_config, SELECT)
+    _fake_rungs(monkeypatch, {cell: float(k) for k, cell in enumerate(CELLS[:3])})
+    _finished_study(tmp_path, config, CELLS[:3])  # trial 0 has the best objective
+    assert cli.main(["export", "tiny", "--root", str(tmp_path), "--selected"]) == 2
+    assert "no selected cell yet" in capsys.readouterr().err
+    run_selection(config, root=tmp_path, device=CPU)  # the highest score: trial 2's cell
+    assert cli.main(["export", "tiny", "--root", str(tmp_path), "--selected"]) == 0
+    assert capsys.readouterr().out.strip() == CELLS[2]
+    assert cli.main(["status", "tiny", "--root", str(tmp_path), "--wide"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "S the selected cell" in lines[0]
+    assert [line.split()[0] for line in lines[2:]] == ["*", "1", "S"]  # pick, none, selected
+    assert cli.main(["report", "tiny", "--root", str(tmp_path), "--out",
+                     str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "tiny" / "index.html").read_text()
+    assert "Selected cell (val at rungs 1/2/3" in page and CELLS[2] in page
+
+
+def test_a_killed_selection_resumes_to_the_uninterrupted_result(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = with_overrides(tiny_config, SELECT)
+    cells = CELLS[:3]
+    _finished_study(tmp_path / "whole", config, cells)
+    whole = run_selection(config, root=tmp_path / "whole", device=CPU)
+
+    _finished_study(tmp_path / "killed", config, cells)
+    train_epoch, calls = judge.CellTraining.fit, []
+
+    def killed_at_the_fourth_epoch(self: judge.CellTraining, *args: object, **kwargs: object
+                                   ) -> None:
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        train_epoch(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(judge.CellTraining, "fit", killed_at_the_fourth_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_selection(config, root=tmp_path / "killed", device=CPU)
+    monkeypatch.setattr(judge.CellTraining, "fit", train_epoch)
+    resumed = run_selection(config, root=tmp_path / "killed", device=CPU)
+    assert _outcome(tmp_path / "killed", config.name) == _outcome(tmp_path / "whole", config.name)
+    assert resumed == whole
+
+    def values(root: Path) -> list[dict[int, float]]:
+        study = optuna.load_study(study_name=f"{config.name}-select", storage=make_storage(
+            default_storage(state_dir(root, config.name))))
+        return [t.intermediate_values for t in study.get_trials()]
+
+    assert values(tmp_path / "killed") == values(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("args", [
+    ["--top", "0"], ["--set", "select.reduction=1"], ["--set", "select.rungs=[2, 2]"],
+    ["--set", "select.rank=['vote']"], ["--set", "select.zero_cost=flops",
+                                         "--set", "select.zero_cost_drop=0.5"]])
+def test_bad_settings_exit_2_with_one_line_and_create_nothing(
+        args: list[str], study_file: Path, tiny_config: StudyConfig,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = study_file.parent
+    _finished_study(root, tiny_config, CELLS[:2])
+    assert cli.main(["select", str(study_file), "--root", str(root), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("globaldarts: error:") and "\n" not in error
+    names = [s.study_name for s in optuna.get_all_study_summaries(
+        make_storage(default_storage(state_dir(root, tiny_config.name))))]
+    assert names == [tiny_config.name] and not (state_dir(root, "tiny") / "select").exists()
