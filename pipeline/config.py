@@ -34,6 +34,8 @@ STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What may change while a study runs: its budget, and how tensors are laid out in memory.
 CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last",
                    "search.compile")
+# Sections of what comes after the search, which may change at any time.
+CHANGEABLE_SECTIONS = ("retrain", "select")
 
 
 class ConfigError(ValueError):
@@ -606,9 +608,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 def without_changeable(data: Mapping[str, Any]) -> dict[str, Any]:
     """A plain config without the keys that may change while a study runs (its budget may
-    grow; the memory format and compiling change speed, not what is computed)."""
+    grow; the memory format and compiling change speed, not what is computed) and without
+    the sections of what comes after its searches (retraining, selection)."""
     stripped = {name: dict(value) if isinstance(value, Mapping) else value
-                for name, value in data.items()}
+                for name, value in data.items() if name not in CHANGEABLE_SECTIONS}
     for dotted in CHANGEABLE_KEYS:
         section, key = dotted.split(".")
         stripped.get(section, {}).pop(key, None)

@@ -7,7 +7,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cli.options import add_moved, device_options, pick_device, set_options, whole_number
+from pipeline.cli.options import (
+    IMAGES_HELP,
+    add_moved,
+    device_options,
+    pick_device,
+    set_options,
+    show_progress,
+    whole_number,
+)
 from pipeline.variants import VARIANTS
 
 if TYPE_CHECKING:
@@ -56,6 +64,15 @@ class Bench:
         parser.add_argument("--outer-epochs", type=whole_number(1), default=50,
                             help="values each outer-loop trial reports")
         parser.add_argument("--json", help="write the records to this JSON file")
+        parser.add_argument("--judges", metavar="CELLS.csv",
+                            help="instead, benchmark the ways of choosing among these NB201 "
+                            "cells (their [select] settings from the study file), scored by "
+                            "--nb201-table; measurements are kept in --out and taken up")
+        parser.add_argument("--nb201-table", metavar="CSV",
+                            help="NAS-Bench-201's table, which scores the judges")
+        parser.add_argument("--out", default="reports/judges",
+                            help="folder of the judges' measurements, table and figure")
+        parser.add_argument("--images", action="store_true", help=IMAGES_HELP)
         add_moved(parser, MOVED)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -68,6 +85,8 @@ class Bench:
 
         config = (load(args.study, args.set) if args.study
                   else with_overrides(StudyConfig(name="bench"), args.set))
+        if args.judges:
+            return _judges(config, args)
         device = str(pick_device(args.device))
         check_iterations(args.order, args.population, "compiled" in args.mode)
         print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU "
@@ -83,6 +102,27 @@ class Bench:
         if args.json:
             Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
+
+
+def _judges(config: StudyConfig, args: argparse.Namespace) -> int:
+    """Measure the judges on the cells (what ``--out`` holds is taken up), score them by
+    the table, print the table and write it with its figure."""
+    from pipeline.config import ConfigError
+    from pipeline.results.ground_truth import load_table, lookup
+    from pipeline.results.judges import measure, read_cells, score_judges, write_judges
+
+    if not args.nb201_table:
+        raise ConfigError("--judges needs --nb201-table: the table scores the judges")
+    table = load_table(args.nb201_table)
+    cells = read_cells(args.judges)
+    truth = {cell.to_str(): lookup(table, cell)["cifar10"] for cell in cells}
+    measured = measure(cells, config, out=Path(args.out) / "measured",
+                       device=pick_device(args.device), progress=show_progress(args))
+    scores = score_judges(measured, truth)
+    page = write_judges(scores, Path(args.out), images=args.images)
+    print(scores.round(3).to_markdown(index=False))
+    print(f"page           {page}")
+    return 0
 
 
 def _iterations(config: StudyConfig, args: argparse.Namespace, device: str) -> list[Any]:

@@ -22,9 +22,9 @@ SURPLUS = "surplus: the budget was met by other workers"
 # Failures that are not the search's doing: the trial is retried from its checkpoint and
 # does not count against the budget.
 RESUMABLE = (INTERRUPTED, IO_ERROR)
-# Sections and settings that do not change what a trial's search computes: a study that
-# differs from another only in them takes the other's searches over.
-NOT_SEARCH = ("retrain", "select")
+# Settings that do not change what a trial's search computes (beside the sections of what
+# comes after it, which ``without_changeable`` drops): a study that differs from another
+# only in them takes the other's searches over.
 NOT_SEARCH_SETTINGS = ("data.holdout",)
 # Settings added after trials first recorded their config (every variant's among them):
 # left out while at their default, so that a trial of an older study keeps its record (and
@@ -84,8 +84,7 @@ def trial_key(number: int) -> str:
 def trial_config(config: StudyConfig) -> dict[str, Any]:
     """The config a trial's checkpoint records: without what may change while a study runs,
     what does not touch the search, and later settings at their defaults."""
-    data = {key: value for key, value in without_changeable(to_dict(config)).items()
-            if key not in NOT_SEARCH}
+    data = without_changeable(to_dict(config))
     for dotted in NOT_SEARCH_SETTINGS:
         section, key = dotted.split(".")
         data[section].pop(key, None)

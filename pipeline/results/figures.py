@@ -250,6 +250,22 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
                                 legend=dict(orientation="h", y=-0.3), height=560)
 
 
+def judges_figure(scores: pd.DataFrame) -> go.Figure:
+    """Each judge's mean regret (table points lost against the best candidate) against
+    its cost in training epochs per candidate, for draws of 5 and of 10 candidates."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        "choosing among 5 candidates", "choosing among 10 candidates"))
+    for col, size in enumerate((5, 10), start=1):
+        figure.add_scatter(x=scores[f"epochs_per_candidate_{size}"],
+                           y=scores[f"regret_{size}"], text=scores["judge"],
+                           mode="markers+text", textposition="top center",
+                           textfont=dict(size=9), marker=dict(size=9),
+                           showlegend=False, row=1, col=col)
+        figure.update_xaxes(title_text="training epochs per candidate", row=1, col=col)
+    return figure.update_layout(yaxis_title="mean regret (CIFAR-10 test points, table)",
+                                height=620)
+
+
 def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:
     """The ground-truth score of the cell each search would return after each epoch: the
     mean over a method's complete trials, with the skip/none share of those cells."""
