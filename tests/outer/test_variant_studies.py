@@ -4,6 +4,7 @@ pruning, populations where they can run, and refusals in one line where they can
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from pipeline import cli
 from pipeline.config import StudyConfig
 from pipeline.outer.study import load_study, run_study
 from pipeline.search import PopulationError
+from pipeline.variants import VARIANTS
 
 CPU = torch.device("cpu")
-VARIANTS = ["darts-minus", "beta-darts", "drnas", "sdarts-rs"]
+OTHERS = [name for name in VARIANTS if name != "darts"]  # every variant but plain DARTS
 
 
 def _with(config: StudyConfig, **search: object) -> StudyConfig:
@@ -28,9 +30,8 @@ def _with(config: StudyConfig, **search: object) -> StudyConfig:
                                                          warmup_epochs=0))
 
 
-@pytest.mark.parametrize("variant, objective", [
-    ("darts-minus", "supernet"), ("beta-darts", "discrete"), ("drnas", "trained"),
-    ("sdarts-rs", "supernet")])
+@pytest.mark.parametrize("variant, objective", zip(
+    OTHERS, itertools.cycle(["supernet", "discrete", "trained"]), strict=False))
 def test_a_study_of_each_variant_runs_end_to_end(tiny_config: StudyConfig, tmp_path: Path,
                                                  variant: str, objective: str) -> None:
     config = _with(tiny_config, variant=variant, objective=objective, epochs=2,
@@ -55,7 +56,7 @@ def test_a_perturbation_selection_study_counts_its_tuning_in_the_budget(
     assert sorted(trials[0].intermediate_values) == list(range(1, 8))
 
 
-@pytest.mark.parametrize("variant", ["darts-minus", "beta-darts"])
+@pytest.mark.parametrize("variant", [name for name in OTHERS if VARIANTS[name].stackable])
 def test_stackable_variants_run_as_populations(tiny_config: StudyConfig, tmp_path: Path,
                                                variant: str) -> None:
     config = dataclasses.replace(_with(tiny_config, variant=variant, epochs=1),

@@ -17,13 +17,13 @@ from pipeline.config import SpaceConfig, StudyConfig, with_overrides
 from pipeline.search import DartsSearch, build_search, build_start_space, prepare_data
 from pipeline.search.selection import PerturbationSelection, decisions, tune_epochs
 from pipeline.spaces import get_space
-from pipeline.variants import noise
+from pipeline.variants import VARIANTS, noise
 from pipeline.variants.beta_darts import BetaDarts
 from pipeline.variants.drnas import DrNAS
 from pipeline.variants.sdarts_rs import SdartsRS, perturbed
 
 CPU = torch.device("cpu")
-VARIANT_NAMES = ["darts", "darts-minus", "beta-darts", "drnas", "sdarts-rs"]
+VARIANT_NAMES = list(VARIANTS)
 
 
 def _search(config: StudyConfig, *, seed: int = 0, init_seed: int | None = None,
