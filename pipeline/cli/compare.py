@@ -43,6 +43,10 @@ class Compare:
         parser.add_argument("--picks", help="also write each pick into this CSV (rows of "
                             "the same setting and runs are replaced)")
         parser.add_argument("--setting", help="the picks' setting name (default: the study's)")
+        parser.add_argument("--select", action="store_true",
+                            help="also choose each study's cell by the selection stage (the "
+                            "study file's [select]; see globaldarts select), its epochs "
+                            "counted beside the search's")
         parser.add_argument("--jobs", type=whole_number(1), default=1, metavar="N",
                             help="run N of the method-and-seed studies side by side, each in "
                             "its own process with 1/N of the CPU threads (default 1)")
@@ -51,6 +55,7 @@ class Compare:
         from pipeline.config import load
         from pipeline.outer import run_methods
         from pipeline.outer.methods import plan_comparison
+        from pipeline.outer.select import check_select, run_selection
         from pipeline.results.compare import check_picks, tabulate_comparison
         from pipeline.results.dashboard import DashboardPublisher
         from pipeline.results.ground_truth import check_scored, load_table
@@ -68,10 +73,16 @@ class Compare:
         if args.nb201_table:
             check_scored(get_space(config.space.name))
             table = load_table(args.nb201_table)
+        if args.select:
+            check_select(config.select)
         device, progress = pick_device(args.device), show_progress(args)
         run_methods(comparison.all_studies, root=args.root, device=device,
                     storage=args.storage, jobs=args.jobs, population=args.population,
                     progress=progress, publisher=DashboardPublisher())
+        if args.select:
+            for study in comparison.all_studies:
+                run_selection(study.config, root=args.root, storage=args.storage,
+                              device=device)
         out_dir = comparison.out_dir(args.out)
         frame = tabulate_comparison(comparison, root=args.root, out_dir=out_dir,
                                     storage=args.storage, table=table,
@@ -88,9 +99,10 @@ class Compare:
 
 # What a reader needs first of each method's pick; compare.csv keeps every column.
 SHOWN = {"best_value": "objective", "cut_off": "cut off", "best_cifar10_test": "CIFAR-10 (table)",
-         "max_cifar10_test": "best of its cells", "retrain_test_acc": "retrained",
+         "max_cifar10_test": "best of its cells", "judge_cifar10_test": "judge (table)",
+         "retrain_test_acc": "retrained",
          "params_M": "params (M)", "skip_share": "skip", "none_share": "none",
-         "trials": "trials", "epochs": "epochs"}
+         "trials": "trials", "epochs": "epochs", "select_budget": "select epochs"}
 
 
 def _print_tables(frame: object, *, seeds: int) -> None:

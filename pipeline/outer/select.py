@@ -69,6 +69,19 @@ def candidates(trials: Sequence[FrozenTrial], top: int | None) -> list[Candidate
     return ranked if top is None else ranked[:top]
 
 
+def selection_epochs(select: SelectConfig, candidates: int) -> int:
+    """The epochs a selection among ``candidates`` trains (each repeat's): its rungs'
+    candidates times their epochs, until one is left. It depends on the count alone."""
+    total, entrants, reached = 0, candidates, 0
+    for epochs in select.rungs:
+        if entrants <= 1:
+            break
+        total += entrants * (epochs - reached)
+        reached = epochs
+        entrants = 1 if epochs == select.rungs[-1] else kept(entrants, select.reduction)
+    return total * select.repeats
+
+
 def kept(count: int, reduction: int) -> int:
     """How many of ``count`` candidates a rung promotes."""
     return max(1, math.ceil(count / reduction))

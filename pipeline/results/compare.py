@@ -20,7 +20,8 @@ from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.budget import counted, epochs_used, trials_used
 from pipeline.outer.methods import Comparison, MethodStudy, method_config
 from pipeline.outer.picks import best_trial, front_trials
-from pipeline.outer.record import TrialRecord
+from pipeline.outer.record import StudySelection, TrialRecord
+from pipeline.outer.select import selection_epochs
 from pipeline.outer.study import load_study
 from pipeline.results import figures
 from pipeline.results.ground_truth import TABLE_DATASETS, lookup
@@ -36,6 +37,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 SUMMARY_COLUMNS = ("cut_off", "best_value", *(f"best_{name}_test" for name in TABLE_DATASETS),
+                   "judge_cifar10_test", "select_epochs", "select_budget", "total_epochs",
                    "params_M", "skip_share", "pool_share",
                    "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
                    "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
@@ -77,11 +79,32 @@ def method_row(method: str, seed: int, trials: list[Any],
     return row
 
 
+def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
+              table: pd.DataFrame | None) -> dict[str, Any]:
+    """The selection stage's pick of a method's study, if it ran (``compare --select``):
+    the judge, its cell (scored by the table where there is one), its epochs, and the
+    method's total: its search epochs and the selection's at its full cost for its
+    ``top`` candidates (what every method is charged, however many cells it found)."""
+    selection = StudySelection.of(load_study(study.config.name, root=root, storage=storage))
+    if selection is None:
+        return {}
+    select = study.config.select
+    row: dict[str, Any] = {
+        "judge": selection.judge, "judge_cell": selection.cell,
+        "select_epochs": selection.epochs,
+        "select_budget": selection_epochs(select, select.top or selection.candidates)}
+    if table is not None:
+        row["judge_cifar10_test"] = lookup(table, parse_genotype(selection.cell))["cifar10"]
+    return row
+
+
 PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch_lr",
                 "start_space": "start_space", "method": "method",
                 "seed": "seed", "cell": "cell", "params_M": "params", "best_value": "objective",
                 **{f"best_{name}_test": name for name in TABLE_DATASETS},
-                "max_cifar10_test": "best_of_its_cells",
+                "max_cifar10_test": "best_of_its_cells", "judge": "judge",
+                "judge_cell": "judge_cell", "judge_cifar10_test": "judge_cifar10",
+                "select_budget": "select_budget",
                 "cut_off": "cut_off", "epochs": "epochs"}
 PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]
 
@@ -373,7 +396,10 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
         row = {"variant": config.search.variant, "selection": config.search.selection,
                "arch_lr": config.search.arch_lr, "start_space": config.start.alpha_space,
                **method_row(method, seed, trials, table),
-               **extra_epochs(study.config, trials)}
+               **extra_epochs(study.config, trials),
+               **judge_row(study, root=root, storage=storage, table=table)}
+        if "select_budget" in row:
+            row["total_epochs"] = row["epochs"] + row["select_budget"]
         if retrain_epochs and "cell" in row:
             checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
             row["retrain_test_acc"] = retrain_cell(

@@ -229,6 +229,7 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
                (2, "best_cifar10_test", "best cell's CIFAR-10 test accuracy (table)"),
                (2, "mean_cifar10_test", "mean CIFAR-10 test accuracy of the cells (table)"),
                (2, "max_cifar10_test", "best of the cells' CIFAR-10 test accuracy (table)"),
+               (2, "judge_cifar10_test", "the selection stage's pick (table)"),
                (2, "retrain_test_acc", "best cell retrained from scratch, test accuracy")]
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
         "validation objective", "ground truth of the cells"))

@@ -15,10 +15,12 @@ from optuna.distributions import FloatDistribution
 from pipeline import cli
 from pipeline.config import StudyConfig, with_overrides
 from pipeline.outer import select as stage
+from pipeline.outer.methods import method_studies
 from pipeline.outer.record import StudySelection
-from pipeline.outer.select import kept, ranking, run_selection
+from pipeline.outer.select import kept, ranking, run_selection, selection_epochs
 from pipeline.outer.storage import default_storage, make_storage
 from pipeline.outer.study import state_dir
+from pipeline.results.compare import compare_studies
 from pipeline.search import build_start_space, judge
 from pipeline.search.judge import RungResult
 from pipeline.spaces import NB201Genotype
@@ -96,7 +98,8 @@ def test_halving_promotes_the_expected_candidates_whatever_the_order_and_workers
                        [1, 2, 3][:1 + (cell in by_score[:3]) + (cell in by_score[:2])])
                 for cell in CELLS}
     assert _outcome(tmp_path / "one", config.name) == expected
-    assert one.epochs == 3 * 1 + 1 * 2 + 2 * 3 and len(trained) == 6 + 3 + 2
+    assert one.epochs == 3 * 1 + 1 * 2 + 2 * 3 == selection_epochs(config.select, 6)
+    assert len(trained) == 6 + 3 + 2
 
     _finished_study(tmp_path / "two", config, CELLS[::-1])  # other order, two workers
     workers = [threading.Thread(target=run_selection, args=(config,),
@@ -195,3 +198,26 @@ def test_bad_settings_exit_2_with_one_line_and_create_nothing(
     names = [s.study_name for s in optuna.get_all_study_summaries(
         make_storage(default_storage(state_dir(root, tiny_config.name))))]
     assert names == [tiny_config.name] and not (state_dir(root, "tiny") / "select").exists()
+
+
+def test_the_epochs_of_a_selection_follow_from_the_count_alone(tiny_config: StudyConfig
+                                                                ) -> None:
+    select = with_overrides(tiny_config, SELECT).select  # rungs 1/2/3, half kept
+    assert [selection_epochs(select, n) for n in (1, 2, 3, 6)] == [0, 2, 3 + 2, 6 + 3 + 2]
+
+
+def test_compare_charges_every_method_the_same_selection(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = with_overrides(tiny_config, [*SELECT, "select.top=3"])
+    _fake_rungs(monkeypatch, {cell: float(k) for k, cell in enumerate(CELLS)})
+    studies = method_studies(config)  # plain DARTS, random and CMA-ES starts
+    for study, cells in zip(studies, [CELLS[:1], CELLS[:3], CELLS], strict=True):
+        _finished_study(tmp_path, study.config, cells)
+        run_selection(study.config, root=tmp_path, device=CPU)
+    frame = compare_studies(config, studies, root=tmp_path, out_dir=tmp_path / "out")
+    # one cell needs no training, three do; the third method's top 3 are its first trials'
+    assert frame["select_epochs"].tolist() == [0, 5, 5]
+    assert frame["select_budget"].tolist() == [selection_epochs(config.select, 3)] * 3
+    assert (frame["total_epochs"] == frame["epochs"] + frame["select_budget"]).all()
+    assert frame["judge_cell"].tolist() == [CELLS[0], CELLS[2], CELLS[2]]
+    assert "judge" in (tmp_path / "out" / "compare.csv").read_text()
