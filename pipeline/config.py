@@ -19,7 +19,9 @@ from pipeline.spaces import SPACES
 from pipeline.variants import VARIANTS, build_variant
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-OBJECTIVES = ("supernet", "discrete", "trained")
+OBJECTIVES = ("supernet", "discrete", "trained", "rung", "train-loss", "zero-cost")
+# Objectives the [select] judge measures on images no search saw.
+JUDGED_OBJECTIVES = ("rung", "train-loss", "zero-cost")
 SECOND_OBJECTIVES = ("params",)
 PRECISIONS = ("fp32", "bf16")
 SELECTIONS = ("argmax", "perturbation")
@@ -144,9 +146,13 @@ class SearchConfig:
     """The inner DARTS search (defaults: NAS-Bench-201's DARTS protocol).
 
     ``objective`` is what a trial returns: the supernet's validation accuracy
-    (``supernet``), the derived cell's with inherited weights (``discrete``), or the
-    derived cell's after ``train_epochs`` epochs of training from scratch on the weights'
-    half (``trained``); the pruner always sees the per-epoch accuracy of the first two.
+    (``supernet``), the derived cell's with inherited weights (``discrete``), the derived
+    cell's after ``train_epochs`` epochs of training from scratch on the weights' half
+    (``trained``), or a cheap judge of the selection stage (``[select]``) on images no
+    search saw: the cell's validation accuracy after the first rung (``rung``), minus its
+    training losses' sum over it (``train-loss``), or its zero-cost score
+    ``select.zero_cost`` (``zero-cost``). The pruner always sees the per-epoch accuracy of
+    the first two.
     """
 
     epochs: int = 50
@@ -199,7 +205,7 @@ class SearchConfig:
         else:
             _check(len(objective) == 2 and objective[0] in OBJECTIVES
                    and objective[1] in SECOND_OBJECTIVES, "search.objective",
-                   'must be "supernet", "discrete", "trained", or a pair such as '
+                   f'must be one of {", ".join(OBJECTIVES)}, or a pair such as '
                    '["supernet", "params"]',
                    list(objective))
 
@@ -427,6 +433,13 @@ class StudyConfig:
         _check(subset == 0 or subset >= 2 * batch, "data.subset",
                f"must be 0 (every image) or hold a batch for each half of the search split "
                f"(>= 2 x search.batch_size = {2 * batch})", subset)
+        judged = self.search.accuracy_objective in JUDGED_OBJECTIVES
+        _check(not judged or self.data.subset > 0, "data.subset",
+               f"must be > 0 with search.objective = {self.search.accuracy_objective!r}: it is "
+               "measured on training images outside the search's subset", self.data.subset)
+        _check(self.search.accuracy_objective != "zero-cost" or bool(self.select.zero_cost),
+               "select.zero_cost", 'must name the score of search.objective = "zero-cost"',
+               self.select.zero_cost)
         _check(self.data.holdout == 0 or self.search.accuracy_objective == "trained",
                "data.holdout", 'is measured on by search.objective = "trained" only',
                self.data.holdout)

@@ -39,6 +39,7 @@ class TrialRecord:
     supernet_acc: float | None = None
     discrete_acc: float | None = None
     trained_acc: float | None = None
+    judged: float | None = None  # the cheap judge's value, where it is the trial objective
     train_time_s: float | None = None
     eval_params_M: float | None = None  # noqa: N815 - the name studies have stored
     alpha_softmax: list[list[float]] | None = None

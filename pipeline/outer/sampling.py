@@ -68,8 +68,9 @@ class Sampler:
 def _cmaes(config: StudyConfig, start_space: StartSpace, seed: int,
            source_trials: Sequence[FrozenTrial]) -> BaseSampler:
     """CMA-ES learns from pruned trials (at their last reported value) only when that
-    value measures what a complete trial's does: not with the ``trained`` objective,
-    whose pruner sees the supernet's accuracy. ``source_trials`` (complete trials of
+    value measures what a complete trial's does: with the ``supernet`` and ``discrete``
+    objectives, not with those measured after the search (whose pruner sees the
+    supernet's accuracy). ``source_trials`` (complete trials of
     another study over the same start vector) warm-start it (WS-CMA-ES)."""
     outer = config.outer
     source = warm_start_trials(source_trials, start_space)
@@ -79,7 +80,8 @@ def _cmaes(config: StudyConfig, start_space: StartSpace, seed: int,
             seed=seed, popsize=outer.popsize or None, use_separable_cma=outer.separable,
             source_trials=source or None,
             consider_pruned_trials=(outer.pruner != "none"
-                                    and config.search.accuracy_objective != "trained"))
+                                    and config.search.accuracy_objective
+                                    in ("supernet", "discrete")))
 
 
 SAMPLERS: dict[str, Sampler] = {

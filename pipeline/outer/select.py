@@ -33,7 +33,13 @@ from pipeline.outer.claims import SearchClaim
 from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
-from pipeline.search.judge import JudgeData, judge_data, train_rung, zero_cost_score
+from pipeline.search.judge import (
+    JudgeData,
+    judge_data,
+    judge_seed,
+    train_rung,
+    zero_cost_score,
+)
 from pipeline.search.proxies import PROXIES
 from pipeline.spaces import parse_genotype
 
@@ -169,7 +175,7 @@ class _Stage:
         self.study = optuna.create_study(study_name=config.name + SUFFIX, storage=storage,
                                          load_if_exists=True, direction="maximize",
                                          sampler=optuna.samplers.RandomSampler(seed=0))
-        self.seeds = [config.seed * 1_000 + k for k in range(self.select.repeats)]
+        self.seeds = [judge_seed(config, k) for k in range(self.select.repeats)]
 
     def run(self, data: JudgeData | None) -> StudySelection:
         """The selection, made or taken up: rung by rung, the candidates trained and the

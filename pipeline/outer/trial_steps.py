@@ -5,6 +5,7 @@ population at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ import optuna
 import torch
 
 from pipeline.checkpoint import append_metrics, save_checkpoint, write_metrics
-from pipeline.config import StudyConfig
+from pipeline.config import JUDGED_OBJECTIVES, StudyConfig
 from pipeline.outer.budget import Budget, is_surplus
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.cores import process_start, worker_id
@@ -32,6 +33,7 @@ from pipeline.outer.trials import (
     trial_seed,
 )
 from pipeline.search import DartsSearch, EpochRecord, SearchData, StartSpace, build_search
+from pipeline.search.judge import judge_data, judged_objective
 from pipeline.search.training import short_training_accuracy
 from pipeline.spaces import TrainSettings, get_space, parse_genotype
 
@@ -68,6 +70,8 @@ class TrialSteps:
     def __init__(self, *, config: StudyConfig, state_dir: Path, data: SearchData,
                  start_space: StartSpace, device: torch.device,
                  publisher: Publisher | None = None) -> None:
+        self.judged = (judge_data(config, device)  # for an objective the judge measures
+                       if config.search.accuracy_objective in JUDGED_OBJECTIVES else None)
         self.config = config
         self.state_dir = state_dir
         self.data = data
@@ -92,7 +96,7 @@ class TrialSteps:
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
-        self._identity(number, seed, init_seed).store(trial)
+        identity(number, seed, init_seed, self.device).store(trial)
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}
         meta = {"config": trial_config(self.config), "x": x, "seed": seed,
@@ -114,14 +118,6 @@ class TrialSteps:
             f"{source.parents[1].name}/{source.name}" if taken_over else None)).store(trial)
         self._replay(run, taken_over=taken_over)
         return run
-
-    def _identity(self, number: int, seed: int, init_seed: int) -> TrialRecord:
-        """Who the trial is, where it runs, and on how many CPU threads, which set its
-        rounding."""
-        return TrialRecord(original_number=number, trial_key=trial_key(number), seed=seed,
-                           init_seed=init_seed, device=str(self.device),
-                           threads=torch.get_num_threads(), worker=worker_id(),
-                           worker_started=process_start(os.getpid()) or "")
 
     def _trial_folder(self, number: int) -> Path:
         """The trial's folder, made if need be (not with parents: a deleted study's is not
@@ -167,15 +163,20 @@ class TrialSteps:
 
     def end(self, run: TrialRun) -> float | tuple[float, float]:
         """Record a finished search; its value, or (value, parameters) with two
-        objectives. The ``trained`` objective trains the derived cell here."""
-        value = self._value(run.search.history[-1])
-        trained = train_time = None
+        objectives. The ``trained`` objective and the judged ones train (or score) the
+        derived cell here."""
+        last = run.search.history[-1]
+        value, trained, judged = self._value(last), None, None
+        started = time.perf_counter()
         if self.config.search.accuracy_objective == "trained":
-            started = time.perf_counter()
-            value = trained = trained_accuracy(self.config, self.data, run.search.history[-1],
+            value = trained = trained_accuracy(self.config, self.data, last,
                                                seed=run.meta["seed"])
-            train_time = time.perf_counter() - started
-        params_m = self._record(run, trained_acc=trained, train_time_s=train_time)
+        elif self.judged is not None:
+            value = judged = judged_objective(self.config, self.judged,
+                                              parse_genotype(last.genotype),
+                                              folder=run.files / "judge")
+        seconds = None if trained is None and judged is None else time.perf_counter() - started
+        params_m = self._record(run, trained_acc=trained, judged=judged, train_time_s=seconds)
         return (value, params_m) if self.config.search.multi_objective else value
 
     def _report(self, trial: optuna.Trial, record: EpochRecord) -> bool:
@@ -194,20 +195,31 @@ class TrialSteps:
         return record.valid_acc
 
     def _record(self, run: TrialRun, *, trained_acc: float | None = None,
-                train_time_s: float | None = None, epochs: int | None = None) -> float:
+                judged: float | None = None, train_time_s: float | None = None,
+                epochs: int | None = None) -> float:
         """Store the result after the search's first ``epochs`` (default: all it ran) in
         the trial's record (and with the publisher); returns the cell's
         evaluation-network parameters in millions."""
         history = run.search.history[:epochs]
-        record = result(history, space=self.config.space.name, data=self.data,
-                        epochs_run=run.search.epoch if epochs is None else epochs,
-                        trained_acc=trained_acc, train_time_s=train_time_s)
+        record = dataclasses.replace(result(
+            history, space=self.config.space.name, data=self.data,
+            epochs_run=run.search.epoch if epochs is None else epochs,
+            trained_acc=trained_acc, train_time_s=train_time_s), judged=judged)
         record.store(run.trial)
         if self.publisher is not None:
             self.publisher.publish_trial(run.trial, [r.to_dict() for r in history], run.files,
                                          record, edges=self.start_space.edges,
                                          ops=self.start_space.ops)
         return float(record.eval_params_M or 0.0)
+
+
+def identity(number: int, seed: int, init_seed: int, device: torch.device) -> TrialRecord:
+    """Who a trial is, where it runs, and on how many CPU threads, which set its
+    rounding."""
+    return TrialRecord(original_number=number, trial_key=trial_key(number), seed=seed,
+                       init_seed=init_seed, device=str(device),
+                       threads=torch.get_num_threads(), worker=worker_id(),
+                       worker_started=process_start(os.getpid()) or "")
 
 
 def trained_accuracy(config: StudyConfig, data: SearchData, last: EpochRecord, *,

@@ -125,6 +125,27 @@ def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epoch
     return run
 
 
+def judge_seed(config: StudyConfig, repeat: int = 0) -> int:
+    """The seed of a judge's training (repeat ``repeat``): the study's, so that a cell's
+    first rung as a trial objective is the selection's first rung of it."""
+    return config.seed * 1_000 + repeat
+
+
+def judged_objective(config: StudyConfig, data: JudgeData, genotype: Genotype, *,
+                     folder: Path) -> float:
+    """The cheap judge ``search.objective`` names, of one cell: its validation accuracy
+    after the selection's first rung (``rung``), minus its training losses' sum over it
+    (``train-loss``), or its zero-cost score ``select.zero_cost`` (``zero-cost``); the
+    training is checkpointed in ``folder``."""
+    objective, select = config.search.accuracy_objective, config.select
+    if objective == "zero-cost":
+        return zero_cost_score(select.zero_cost, genotype, data, select,
+                               seed=judge_seed(config))
+    result = train_rung(genotype, data, select, epochs=select.rungs[0],
+                        seeds=[judge_seed(config)], folder=folder)
+    return result.val_acc if objective == "rung" else -result.train_loss_sum
+
+
 def zero_cost_score(name: str, genotype: Genotype, data: JudgeData, select: SelectConfig, *,
                     seed: int) -> float:
     """The zero-cost score ``name`` of the cell's untrained network (built from ``seed``

@@ -13,16 +13,16 @@ import torch
 from optuna.distributions import FloatDistribution
 
 from pipeline import cli
-from pipeline.config import StudyConfig, with_overrides
+from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.outer import select as stage
 from pipeline.outer.methods import method_studies
-from pipeline.outer.record import StudySelection
+from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.select import kept, ranking, run_selection, selection_epochs
 from pipeline.outer.storage import default_storage, make_storage
-from pipeline.outer.study import state_dir
+from pipeline.outer.study import load_study, run_study, state_dir
 from pipeline.results.compare import compare_studies
 from pipeline.search import build_start_space, judge
-from pipeline.search.judge import RungResult
+from pipeline.search.judge import RungResult, judge_data, judged_objective
 from pipeline.spaces import NB201Genotype
 from pipeline.spaces.nb201.genotype import NB201_OPS
 
@@ -221,3 +221,27 @@ def test_compare_charges_every_method_the_same_selection(
     assert (frame["total_epochs"] == frame["epochs"] + frame["select_budget"]).all()
     assert frame["judge_cell"].tolist() == [CELLS[0], CELLS[2], CELLS[2]]
     assert "judge" in (tmp_path / "out" / "compare.csv").read_text()
+
+
+@pytest.mark.parametrize("objective, extra", [
+    ("rung", []), ("train-loss", []), ("zero-cost", ["select.zero_cost=synflow"])])
+def test_a_cheap_judge_is_the_trial_objective(tiny_config: StudyConfig, tmp_path: Path,
+                                              objective: str, extra: list[str]) -> None:
+    config = with_overrides(tiny_config, [*SELECT, f"search.objective={objective}",
+                                          "search.epochs=1", "outer.n_trials=1", *extra])
+    run_study(config, root=tmp_path, device=CPU)
+    (trial,) = load_study(config.name, root=tmp_path).get_trials()
+    record = TrialRecord.of(trial)
+    again = judged_objective(config, judge_data(config, CPU), NB201Genotype.parse(
+        str(record.cell)), folder=tmp_path / "again")  # the selection's first rung of it
+    assert trial.value == record.judged == pytest.approx(again)
+    assert (trial.value < 0) == (objective == "train-loss")
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["search.objective=zero-cost"], "select.zero_cost"),
+    (["search.objective=rung", "data.subset=0"], "data.subset")])
+def test_a_judged_objective_needs_its_score_and_unseen_images(
+        tiny_config: StudyConfig, overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        with_overrides(tiny_config, overrides)
