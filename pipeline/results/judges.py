@@ -121,13 +121,17 @@ def _timed(compute: Callable[[], float]) -> list[float]:
 def _curve(genotype: Genotype, data: JudgeData, config: StudyConfig, folder: Path
            ) -> list[list[float]]:
     """The cell's validation accuracy, summed training loss and seconds after each epoch
-    of the schedule (each epoch resumed from the last's checkpoint)."""
-    points = []
-    for epoch in range(1, config.select.rungs[-1] + 1):
+    of the schedule, each epoch resumed from the last's checkpoint and its point kept
+    (``points.json``), so that a curve broken off goes on where it stopped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / "points.json"
+    points = json.loads(kept.read_text(encoding="utf-8")) if kept.exists() else []
+    for epoch in range(len(points) + 1, config.select.rungs[-1] + 1):
         started = time.perf_counter()
         result = train_rung(genotype, data, config.select, epochs=epoch, seeds=[config.seed],
                             folder=folder)
         points.append([result.val_acc, result.train_loss_sum, time.perf_counter() - started])
+        kept.write_text(json.dumps(points), encoding="utf-8")
     return points
 
 
