@@ -64,15 +64,7 @@ class Bench:
         parser.add_argument("--outer-epochs", type=whole_number(1), default=50,
                             help="values each outer-loop trial reports")
         parser.add_argument("--json", help="write the records to this JSON file")
-        parser.add_argument("--judges", metavar="CELLS.csv",
-                            help="instead, benchmark the ways of choosing among these NB201 "
-                            "cells (their [select] settings from the study file), scored by "
-                            "--nb201-table; measurements are kept in --out and taken up")
-        parser.add_argument("--nb201-table", metavar="CSV",
-                            help="NAS-Bench-201's table, which scores the judges")
-        parser.add_argument("--out", default="reports/judges",
-                            help="folder of the judges' measurements, table and figure")
-        parser.add_argument("--images", action="store_true", help=IMAGES_HELP)
+        _judge_arguments(parser)
         add_moved(parser, MOVED)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -102,6 +94,18 @@ class Bench:
         if args.json:
             Path(args.json).write_text(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
+
+
+def _judge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judges", metavar="CELLS.csv",
+                        help="instead, benchmark the ways of choosing among these NB201 "
+                        "cells (their [select] settings from the study file), scored by "
+                        "--nb201-table; measurements are kept in --out and taken up")
+    parser.add_argument("--nb201-table", metavar="CSV",
+                        help="NAS-Bench-201's table, which scores the judges")
+    parser.add_argument("--out", default="reports/judges",
+                        help="folder of the judges' measurements, table and figure")
+    parser.add_argument("--images", action="store_true", help=IMAGES_HELP)
 
 
 def _judges(config: StudyConfig, args: argparse.Namespace) -> int:

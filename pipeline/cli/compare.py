@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli.options import (
     device_options,
@@ -17,6 +18,11 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.search import population_options, raise_terminated
 from pipeline.variants import VARIANTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline.config import StudyConfig
 
 
 class Compare:
@@ -55,26 +61,15 @@ class Compare:
         from pipeline.config import load
         from pipeline.outer import run_methods
         from pipeline.outer.methods import plan_comparison
-        from pipeline.outer.select import check_select, run_selection
-        from pipeline.results.compare import check_picks, tabulate_comparison
+        from pipeline.outer.select import run_selection
+        from pipeline.results.compare import tabulate_comparison
         from pipeline.results.dashboard import DashboardPublisher
-        from pipeline.results.ground_truth import check_scored, load_table
-        from pipeline.spaces import get_space
 
         config = load(args.study, args.set)
         signal.signal(signal.SIGTERM, raise_terminated)
         comparison = plan_comparison(config, seeds=args.seeds, methods=args.methods,
                                      variants=args.variants)
-        # what would fail only after hours of searches fails now
-        picks = None if args.picks is None else Path(args.picks)
-        if picks is not None:
-            check_picks(picks)
-        table = None
-        if args.nb201_table:
-            check_scored(get_space(config.space.name))
-            table = load_table(args.nb201_table)
-        if args.select:
-            check_select(config.select)
+        picks, table = _checked_outputs(config, args)
         device, progress = pick_device(args.device), show_progress(args)
         run_methods(comparison.all_studies, root=args.root, device=device,
                     storage=args.storage, jobs=args.jobs, population=args.population,
@@ -95,6 +90,27 @@ class Compare:
         if args.images:
             print(f"images         {out_dir}/*.png")
         return 0
+
+
+def _checked_outputs(config: StudyConfig, args: argparse.Namespace
+                     ) -> tuple[Path | None, pd.DataFrame | None]:
+    """The picks file and the ground-truth table, checked with the selection's settings:
+    what would fail only after hours of searches fails now."""
+    from pipeline.outer.select import check_select
+    from pipeline.results.compare import check_picks
+    from pipeline.results.ground_truth import check_scored, load_table
+    from pipeline.spaces import get_space
+
+    picks = None if args.picks is None else Path(args.picks)
+    if picks is not None:
+        check_picks(picks)
+    table = None
+    if args.nb201_table:
+        check_scored(get_space(config.space.name))
+        table = load_table(args.nb201_table)
+    if args.select:
+        check_select(config.select)
+    return picks, table
 
 
 # What a reader needs first of each method's pick; compare.csv keeps every column.
