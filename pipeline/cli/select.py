@@ -12,6 +12,7 @@ from pipeline.cli.options import (
     device_options,
     pick_device,
     set_options,
+    show_progress,
     storage_options,
     study_file_config,
 )
@@ -42,7 +43,8 @@ class Select:
         config = study_file_config(args, [] if args.top is None else [f"select.top={args.top}"])
         signal.signal(signal.SIGTERM, raise_terminated)
         selection = run_selection(config, root=args.root, storage=args.storage,
-                                  device=pick_device(args.device), restart=args.restart)
+                                  device=pick_device(args.device), restart=args.restart,
+                                  progress=show_progress(args))
         study = load_study(config.name, root=args.root, storage=args.storage)
         DashboardPublisher().publish_study(study)  # its note shows the selection
         best = best_trial(study.get_trials(deepcopy=False))

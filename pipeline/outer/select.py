@@ -27,6 +27,7 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
 from pipeline.config import ConfigError, SelectConfig, StudyConfig, to_dict
 from pipeline.outer.claims import SearchClaim
@@ -134,11 +135,12 @@ def check_select(select: SelectConfig) -> None:
 
 
 def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None = None,
-                  device: torch.device, restart: bool = False) -> StudySelection:
+                  device: torch.device, restart: bool = False,
+                  progress: bool = False) -> StudySelection:
     """Select among the cells of the study ``config`` names, by its ``[select]`` settings
     (see the module's doc), resuming a selection begun before; write the pick into the
     study (its ``selected`` attribute). ``restart`` drops a selection begun before, its
-    trials and its checkpoints.
+    trials and its checkpoints. ``progress`` shows a bar per rung.
 
     Raises:
         StudyError: no such study, or one without a complete trial.
@@ -155,7 +157,8 @@ def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None 
     if restart:
         _forget(config.name + SUFFIX, make_storage(url), state_dir(root, config.name) / "select")
     stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None),
-                   folder=state_dir(root, config.name) / "select", claims_root=Path(root))
+                   folder=state_dir(root, config.name) / "select", claims_root=Path(root),
+                   progress=progress)
     data = judge_data(config, device) if len(found) > 1 else None
     selection = stage.run(data)
     selection.store(study)
@@ -168,10 +171,10 @@ class _Stage:
 
     def __init__(self, config: StudyConfig, found: list[Candidate],
                  storage: optuna.storages.BaseStorage, *, folder: Path,
-                 claims_root: Path) -> None:
+                 claims_root: Path, progress: bool = False) -> None:
         self.config, self.select = config, config.select
         self.found = {c.cell: c for c in found}
-        self.folder, self.claims_root = folder, claims_root
+        self.folder, self.claims_root, self.progress = folder, claims_root, progress
         self.study = optuna.create_study(study_name=config.name + SUFFIX, storage=storage,
                                          load_if_exists=True, direction="maximize",
                                          sampler=optuna.samplers.RandomSampler(seed=0))
@@ -253,7 +256,8 @@ class _Stage:
             if not missing:
                 return
             trained = False
-            for cell in missing:
+            for cell in tqdm(missing, desc=f"selection, rung of {epochs} epochs",
+                             unit="cell", leave=False, disable=not self.progress):
                 with self._claim(f"{_key(cell)}-{epochs}", wait=False) as held:
                     if held and epochs not in self._states()[alive[cell]].intermediate_values:
                         self._train_one(cell, alive[cell], epochs, data)
