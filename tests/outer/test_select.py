@@ -245,3 +245,25 @@ def test_a_judged_objective_needs_its_score_and_unseen_images(
         tiny_config: StudyConfig, overrides: list[str], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         with_overrides(tiny_config, overrides)
+
+
+def test_a_zero_cost_score_drops_its_share_and_never_chooses_alone(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zero_cost = {cell: float(-k) for k, cell in enumerate(CELLS)}  # the first cells score best
+    monkeypatch.setattr(stage, "zero_cost_score",
+                        lambda name, genotype, data, select, seed: zero_cost[genotype.to_str()])
+    trained = _fake_rungs(monkeypatch, {cell: float(k) for k, cell in enumerate(CELLS)})
+    config = with_overrides(tiny_config, [*SELECT, "select.zero_cost=synflow",
+                                          "select.zero_cost_drop=0.5"])
+    _finished_study(tmp_path / "half", config, CELLS)
+    selection = run_selection(config, root=tmp_path / "half", device=CPU)
+    assert {cell for cell, _ in trained} == set(CELLS[:3])  # the three lowest never train
+    assert selection.cell == CELLS[2]  # the training, not the score, chooses among the rest
+    outcome = _outcome(tmp_path / "half", config.name)
+    assert [outcome[cell] for cell in CELLS[3:]] == [("PRUNED", [])] * 3
+
+    nearly_all = with_overrides(config, ["select.zero_cost_drop=0.9"])
+    _finished_study(tmp_path / "most", nearly_all, CELLS)
+    run_selection(nearly_all, root=tmp_path / "most", device=CPU)
+    outcome = _outcome(tmp_path / "most", config.name)
+    assert sum(state == "PRUNED" and not rungs for state, rungs in outcome.values()) == 4
