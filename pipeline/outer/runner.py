@@ -9,7 +9,7 @@ import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import optuna
 import sqlalchemy
@@ -22,7 +22,7 @@ from pipeline.outer.record import TrialRecord
 from pipeline.outer.storage import StudyDeletedError
 from pipeline.outer.trial_steps import TrialRun, TrialSteps
 from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
-from pipeline.search import DivergedError, Population
+from pipeline.search import DivergedError, EpochRecord, Population
 
 logger = logging.getLogger(__name__)
 
@@ -156,15 +156,21 @@ def _heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage,
 
 def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun], *,
                     progress: bool) -> None:
-    """Run searches at one epoch side by side; tell each trial how it ended."""
+    """Run searches at one epoch side by side; tell each trial how it ended. A trial that
+    another worker ended meanwhile (it took this worker for dead: a heartbeat came late)
+    is left as that worker ended it; its retry resumes it from its checkpoint."""
     population = Population([run.search for run in runs])
     by_search = {id(run.search): run for run in runs}
     shown = TrialProgress(runs, bars=progress)
 
     def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
-        if reason is not None:
-            TrialRecord(fail_reason=reason).store(run.trial)
-        study.tell(run.trial, state=state)
+        try:
+            if reason is not None:
+                TrialRecord(fail_reason=reason).store(run.trial)
+            study.tell(run.trial, state=state)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
+            _ended_elsewhere(run, error)
+            state = TrialState.FAIL
         run.claim.release()
         population.drop(run.search)
         shown.ended(run, state)
@@ -179,15 +185,7 @@ def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun]
                     end(by_search[id(member)], TrialState.FAIL, failure_reason(error))
                 return
             for member, result in zip(members, results, strict=True):
-                run = by_search[id(member)]
-                if isinstance(result, DivergedError):
-                    end(run, TrialState.FAIL, failure_reason(result))
-                    continue
-                shown.epoch(run, result)
-                try:
-                    steps.after_epoch(run, result)
-                except optuna.TrialPruned:
-                    end(run, TrialState.PRUNED)
+                _epoch_ended(steps, by_search[id(member)], result, end, shown)
             shown.step()
     finally:
         shown.close()
@@ -197,15 +195,49 @@ def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun]
         _finish(study, steps, by_search[id(member)], shown)
 
 
+def _epoch_ended(steps: TrialSteps, run: TrialRun, result: EpochRecord | DivergedError,
+                 end: Callable[..., None], shown: TrialProgress) -> None:
+    """Checkpoint and report a member's finished epoch, or end its trial: diverged, pruned,
+    or ended by another worker meanwhile (``end`` finds it so and leaves it)."""
+    if isinstance(result, DivergedError):
+        end(run, TrialState.FAIL, failure_reason(result))
+        return
+    shown.epoch(run, result)
+    try:
+        steps.after_epoch(run, result)
+    except optuna.TrialPruned:
+        end(run, TrialState.PRUNED)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        end(run, TrialState.FAIL)
+
+
+def _ended_elsewhere(run: TrialRun, error: Exception) -> None:
+    """Leave a trial that another worker ended meanwhile as it was ended.
+
+    Raises:
+        ValueError: ``error`` says something else (Optuna answers a tell to a finished
+            trial with ``ValueError("Cannot tell a ...")``).
+    """
+    if isinstance(error, ValueError) and not str(error).startswith("Cannot tell a "):
+        raise error
+    logger.warning("trial %d was ended by another worker, which took this one for dead (a "
+                   "heartbeat came late); its retry resumes it from its checkpoint",
+                   run.trial.number)
+
+
 def _finish(study: optuna.Study, steps: TrialSteps, run: TrialRun,
             shown: TrialProgress) -> None:
     """Record a search that ran to its end and tell the trial its value; a failure that
     ends one trial (out of memory while training its cell, say) fails it with its reason."""
     try:
         value = steps.end(run)
+        study.tell(run.trial, values=list(value) if isinstance(value, tuple) else value)
     except TRIAL_FAILURES as error:
         _tell_failed(study, run.trial, error)
         shown.ended(run, TrialState.FAIL)
         return
-    study.tell(run.trial, values=list(value) if isinstance(value, tuple) else value)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
+        _ended_elsewhere(run, error)
+        shown.ended(run, TrialState.FAIL)
+        return
     shown.ended(run, TrialState.COMPLETE, value[0] if isinstance(value, tuple) else value)

@@ -616,3 +616,41 @@ def test_a_killed_workers_trial_is_retried_at_once_without_reseeding_the_sampler
     assert trials[-1].user_attrs["resumed_from_epoch"] == 2
     whole = load_study("tiny", root=tmp_path / "whole").get_trials()
     assert _outcomes(trials) == _outcomes(whole)
+
+
+def test_a_worker_whose_trial_another_worker_ended_goes_on(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Another worker takes this one for dead (a heartbeat came late) and fails its trial
+    mid-search: this worker leaves the trial as it was ended and goes on with the budget."""
+    import logging
+
+    from pipeline.outer.record import TrialRecord
+    from pipeline.outer.storage import default_storage
+    from pipeline.outer.trial_steps import TrialSteps
+
+    config = _with(tiny_config, outer={"n_trials": 2}, search={"epochs": 2})
+    after_epoch, ended = TrialSteps.after_epoch, []
+
+    def ended_by_another_worker(self: TrialSteps, run: object, record: object) -> None:
+        trial = run.trial  # type: ignore[attr-defined]
+        if not ended:
+            other = optuna.load_study(study_name="tiny", storage=make_storage(
+                default_storage(tmp_path / "tiny")))
+            TrialRecord(fail_reason="interrupted: its worker is gone").store(
+                optuna.trial.Trial(other, trial._trial_id))
+            other.tell(trial.number, state=TrialState.FAIL)
+            ended.append(trial.number)
+            # what the storage answers this worker's next write to the trial
+            raise optuna.exceptions.UpdateFinishedTrialError(f"Trial#{trial.number} has "
+                                                             "already finished")
+        after_epoch(self, run, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TrialSteps, "after_epoch", ended_by_another_worker)
+    with caplog.at_level(logging.WARNING):
+        summary = run_study(config, root=tmp_path, device=CPU)
+    assert "was ended by another worker" in caplog.text
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert trials[ended[0]].state == TrialState.FAIL  # as the other worker left it
+    assert summary.finished == 2
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2

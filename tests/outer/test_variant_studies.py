@@ -30,8 +30,8 @@ def _with(config: StudyConfig, **search: object) -> StudyConfig:
                                                          warmup_epochs=0))
 
 
-@pytest.mark.parametrize("variant, objective", zip(
-    OTHERS, itertools.cycle(["supernet", "discrete", "trained"]), strict=False))
+@pytest.mark.parametrize("variant, objective", list(zip(
+    OTHERS, itertools.cycle(["supernet", "discrete", "trained"]), strict=False)))
 def test_a_study_of_each_variant_runs_end_to_end(tiny_config: StudyConfig, tmp_path: Path,
                                                  variant: str, objective: str) -> None:
     config = _with(tiny_config, variant=variant, objective=objective, epochs=2,
