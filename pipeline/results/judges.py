@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -251,15 +252,19 @@ def score_judges(measured: Measurements, truth: Mapping[str, float], *,
     for judge in judges(measured):
         row: dict[str, Any] = {"judge": judge.name, **_correlations(judge, truth, cells,
                                                                      top_half)}
-        for size, sets in draws.items():
-            picks = [judge.pick(draw) for draw in sets]
-            row[f"regret_{size}"] = float(np.mean([
-                max(truth[c] for c in draw) - truth[pick[0]]
-                for draw, pick in zip(sets, picks, strict=True)]))
-            row[f"epochs_per_candidate_{size}"] = float(np.mean([p[1] / size for p in picks]))
-            row[f"seconds_per_candidate_{size}"] = float(np.mean([p[2] / size for p in picks]))
+        for size in DRAW_SIZES:  # a draw larger than the set is left empty (NaN)
+            picks = [judge.pick(draw) for draw in draws.get(size, [])]
+            row[f"regret_{size}"] = _mean([max(truth[c] for c in draw) - truth[pick[0]]
+                                           for draw, pick in zip(draws.get(size, []), picks,
+                                                                 strict=True)])
+            row[f"epochs_per_candidate_{size}"] = _mean([p[1] / size for p in picks])
+            row[f"seconds_per_candidate_{size}"] = _mean([p[2] / size for p in picks])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 def _correlations(judge: Judge, truth: Mapping[str, float], cells: Sequence[str],
