@@ -21,6 +21,8 @@ from optuna.trial import TrialState
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 60
+# Connections a worker keeps to a server database: the pool, and how far it may go beyond.
+POOL_SIZE, POOL_OVERFLOW = 2, 2
 SCHEMA_ATTEMPTS = 5
 # A URL's password: from the ':' after its user name to the last '@' before a blank or a
 # quote, so that a password holding '/', ':' or an unencoded '@' is hidden whole. (Not
@@ -175,8 +177,15 @@ class _ClaimingStorage(optuna.storages.RDBStorage):
 
 
 def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
-    """An RDB storage; workers starting together may race to create its tables."""
+    """An RDB storage; workers starting together may race to create its tables. A server
+    database gets a small pool per worker (its trials and its heartbeat need two
+    connections), so that many workers stay within the server's clients, and each
+    connection is tested before use, so that one the server dropped during a long trial
+    is replaced rather than failing the trial."""
     engine_kwargs: dict[str, Any] = {}
+    if not url.startswith("sqlite:"):
+        engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                             pool_pre_ping=True)
     if url.startswith("sqlite:"):
         path = Path(url.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size == 0:

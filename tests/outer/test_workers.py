@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from optuna.trial import FrozenTrial, TrialState
@@ -219,3 +219,46 @@ def test_passwords_never_reach_output_or_logs(tmp_path: Path,
     assert "cannot open storage" in outputs[2].stderr
     for text in [log.read_text(), *(o.stdout + o.stderr for o in outputs)]:
         assert password not in text
+
+
+def _backends(connection: Any) -> list[int]:
+    """The process ids of the server's connections to the database, but ``connection``'s."""
+    import sqlalchemy
+
+    rows = connection.execute(sqlalchemy.text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()")).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_worker_keeps_few_postgres_connections_and_replaces_dropped_ones() -> None:
+    """Eight threads of one worker share its small pool; connections the server drops
+    (after a long trial, say) are replaced when next used, not failed on."""
+    import threading
+
+    import sqlalchemy
+
+    from pipeline.outer.storage import POOL_OVERFLOW, POOL_SIZE, make_storage
+
+    url = _storage("postgresql", Path("."))
+    storage = make_storage(url)
+    watcher = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect()
+    before = len(_backends(watcher))
+    done = threading.Barrier(9)
+
+    def busy() -> None:
+        for _ in range(20):
+            storage.get_all_studies()
+        done.wait()
+
+    threads = [threading.Thread(target=busy) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    done.wait()
+    assert len(_backends(watcher)) - before <= POOL_SIZE + POOL_OVERFLOW
+    for thread in threads:
+        thread.join()
+    for pid in _backends(watcher):  # the server drops every other connection
+        watcher.execute(sqlalchemy.text(f"SELECT pg_terminate_backend({int(pid)})"))
+    watcher.close()
+    storage.get_all_studies()  # a dropped connection is replaced, not failed on
