@@ -153,13 +153,13 @@ def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None 
     if not found:
         raise StudyError(f"study {config.name!r} has no complete trial with a cell to "
                          "select from")
+    data = judge_data(config, device) if len(found) > 1 else None  # before anything is made
     url = storage or default_storage(state_dir(root, config.name))
     if restart:
         _forget(config.name + SUFFIX, make_storage(url), state_dir(root, config.name) / "select")
     stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None),
                    folder=state_dir(root, config.name) / "select", claims_root=Path(root),
                    progress=progress)
-    data = judge_data(config, device) if len(found) > 1 else None
     selection = stage.run(data)
     selection.store(study)
     return selection

@@ -186,7 +186,8 @@ def test_a_killed_selection_resumes_to_the_uninterrupted_result(
 @pytest.mark.parametrize("args", [
     ["--top", "0"], ["--set", "select.reduction=1"], ["--set", "select.rungs=[2, 2]"],
     ["--set", "select.rank=['vote']"], ["--set", "select.zero_cost=flops",
-                                         "--set", "select.zero_cost_drop=0.5"]])
+                                         "--set", "select.zero_cost_drop=0.5"],
+    ["--set", "data.subset=0"], ["--set", "select.train_images=5000"]])
 def test_bad_settings_exit_2_with_one_line_and_create_nothing(
         args: list[str], study_file: Path, tiny_config: StudyConfig,
         capsys: pytest.CaptureFixture[str]) -> None:
