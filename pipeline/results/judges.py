@@ -58,6 +58,7 @@ class Measurements:
     curves: dict[str, dict[int, list[list[float]]]]
     trained: dict[str, list[float]]
     proxies: dict[str, dict[str, list[float]]]
+    trained_epochs: int = 10  # the trained objective's (``search.train_epochs``)
 
 
 def measure(cells: Sequence[Genotype], config: StudyConfig, *, out: Path,
@@ -77,7 +78,8 @@ def measure(cells: Sequence[Genotype], config: StudyConfig, *, out: Path,
         curves[cell] = {schedule: _kept(folder / f"curve-{schedule}.json", partial(
             _curve, genotype, judged, _scheduled(config, schedule), folder / f"ckpt-{schedule}"))
             for schedule in SCHEDULES}
-    return Measurements(curves=curves, trained=trained, proxies=proxies)
+    return Measurements(curves=curves, trained=trained, proxies=proxies,
+                        trained_epochs=config.search.train_epochs)
 
 
 def _check_settings(out: Path, config: StudyConfig) -> None:
@@ -172,8 +174,9 @@ def judges(measured: Measurements) -> list[Judge]:
     found: list[Judge] = []
     trained = {cell: value[0] for cell, value in measured.trained.items()}
     trained_s = {cell: value[1] for cell, value in measured.trained.items()}
-    found.append(_scored("trained objective (10 epochs, today's)", trained,
-                         epochs=10, seconds=trained_s))
+    epochs = measured.trained_epochs
+    found.append(_scored(f"trained objective ({epochs} epochs, today's)", trained,
+                         epochs=epochs, seconds=trained_s))
     for name in PROXIES:
         scores = {cell: values[name][0] for cell, values in measured.proxies.items()}
         seconds = {cell: values[name][1] for cell, values in measured.proxies.items()}
