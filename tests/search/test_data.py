@@ -12,6 +12,7 @@ from pipeline.search.data import (
     channel_stats,
     holdout_set,
     load_dataset,
+    outside_search,
     search_split,
 )
 
@@ -79,6 +80,21 @@ def test_holdout_is_balanced_outside_the_search_and_seeded() -> None:
     assert not torch.equal(held.images, holdout_set(data, subset=16, holdout=20, seed=2).images)
     with pytest.raises(DatasetError, match="holdout=65 exceeds the 64 training images"):
         holdout_set(data, subset=16, holdout=65, seed=1)
+
+
+def test_the_images_outside_a_search_are_the_rest_of_the_training_set() -> None:
+    data = _images(80)
+    halves = search_split(data, subset=16, seed=1)
+    held = holdout_set(data, subset=16, holdout=20, seed=1)
+    rest = outside_search(data, subset=16, holdout=20, seed=1)
+
+    def rows(images: ImageSet) -> set[tuple[int, ...]]:
+        return {tuple(x.flatten().tolist()) for x in images.images}
+
+    assert len(rest) == 80 - 16 - 20
+    assert not rows(rest) & (rows(halves[0]) | rows(halves[1]) | rows(held))
+    assert rows(rest) | rows(halves[0]) | rows(halves[1]) | rows(held) == rows(data)
+    assert len(outside_search(data, subset=16, holdout=0, seed=1)) == 80 - 16
 
 
 def test_a_holdout_that_rounds_away_is_refused_and_one_that_rounds_is_told(
