@@ -19,9 +19,9 @@ from pipeline.checkpoint import atomic_write
 from pipeline.config import ConfigError, StudyConfig
 from pipeline.outer.budget import counted, epochs_used, trials_used
 from pipeline.outer.methods import Comparison, MethodStudy, method_config
-from pipeline.outer.picks import best_trial, front_trials
+from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.record import StudySelection, TrialRecord
-from pipeline.outer.select import selection_epochs
+from pipeline.outer.select import candidates, selection_epochs
 from pipeline.outer.study import load_study
 from pipeline.results import figures
 from pipeline.results.ground_truth import TABLE_DATASETS, lookup
@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 SUMMARY_COLUMNS = ("cut_off", "best_value", *(f"best_{name}_test" for name in TABLE_DATASETS),
-                   "judge_cifar10_test", "select_epochs", "select_budget", "total_epochs",
+                   "judge_cifar10_test", "judge_regret", "select_epochs", "select_budget",
+                   "total_epochs",
                    "params_M", "skip_share", "pool_share",
                    "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
                    "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
@@ -58,6 +59,8 @@ def method_row(method: str, seed: int, trials: list[Any],
     record = TrialRecord.of(best)
     front = front_trials(trials)
     row["cut_off"] = sum(not _genotype(t).connected for t in complete)
+    centre = baseline_trial(trials)
+    row["pick_from_centre"] = centre is not None and centre.number == best.number
     row.update(best_trial=best.number, best_value=best.values[0], cell=record.cell,
                params_M=record.eval_params_M, skip_share=record.skip_share,
                pool_share=record.pool_share, none_share=record.none_share,
@@ -82,19 +85,29 @@ def method_row(method: str, seed: int, trials: list[Any],
 def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
               table: pd.DataFrame | None) -> dict[str, Any]:
     """The selection stage's pick of a method's study, if it ran (``compare --select``):
-    the judge, its cell (scored by the table where there is one), its epochs, and the
-    method's total: its search epochs and the selection's at its full cost for its
-    ``top`` candidates (what every method is charged, however many cells it found)."""
-    selection = StudySelection.of(load_study(study.config.name, root=root, storage=storage))
+    the judge, its cell, whether plain DARTS' own start (the centre trial) found it, its
+    epochs, and the method's total: its search epochs and the selection's at its full
+    cost for its ``top`` candidates (what every method is charged, however many cells it
+    found). With a table: the pick's score and the judge's regret, the best candidate's
+    score minus the pick's."""
+    found = load_study(study.config.name, root=root, storage=storage)
+    selection = StudySelection.of(found)
     if selection is None:
         return {}
-    select = study.config.select
+    select, trials = study.config.select, found.get_trials(deepcopy=False)
+    centre = baseline_trial(trials)
     row: dict[str, Any] = {
         "judge": selection.judge, "judge_cell": selection.cell,
+        "judge_from_centre": centre is not None and centre.number in selection.trials,
         "select_epochs": selection.epochs,
         "select_budget": selection_epochs(select, select.top or selection.candidates)}
     if table is not None:
-        row["judge_cifar10_test"] = lookup(table, parse_genotype(selection.cell))["cifar10"]
+        def score(cell: str) -> float:
+            return lookup(table, parse_genotype(cell))["cifar10"]
+
+        row["judge_cifar10_test"] = score(selection.cell)
+        row["judge_regret"] = max(score(c.cell) for c in candidates(
+            trials, select.top)) - row["judge_cifar10_test"]
     return row
 
 
@@ -104,6 +117,8 @@ PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch
                 **{f"best_{name}_test": name for name in TABLE_DATASETS},
                 "max_cifar10_test": "best_of_its_cells", "judge": "judge",
                 "judge_cell": "judge_cell", "judge_cifar10_test": "judge_cifar10",
+                "judge_regret": "judge_regret", "judge_from_centre": "judge_from_centre",
+                "pick_from_centre": "pick_from_centre",
                 "select_budget": "select_budget",
                 "cut_off": "cut_off", "epochs": "epochs"}
 PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]

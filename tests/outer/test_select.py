@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
@@ -21,6 +22,7 @@ from pipeline.outer.select import kept, ranking, run_selection, selection_epochs
 from pipeline.outer.storage import default_storage, make_storage
 from pipeline.outer.study import load_study, run_study, state_dir
 from pipeline.results.compare import compare_studies
+from pipeline.results.ground_truth import TABLE_DATASETS
 from pipeline.search import build_start_space, judge
 from pipeline.search.judge import RungResult, judge_data, judged_objective
 from pipeline.spaces import NB201Genotype
@@ -215,9 +217,16 @@ def test_compare_charges_every_method_the_same_selection(
     for study, cells in zip(studies, [CELLS[:1], CELLS[:3], CELLS], strict=True):
         _finished_study(tmp_path, study.config, cells)
         run_selection(study.config, root=tmp_path, device=CPU)
-    frame = compare_studies(config, studies, root=tmp_path, out_dir=tmp_path / "out")
+    truth = {cell: 90.0 + k for k, cell in enumerate(CELLS)}  # the fake scores' order
+    table = pd.DataFrame({"arch_str": CELLS, **{f"{name}_test": list(truth.values())
+                                                for name in TABLE_DATASETS}})
+    frame = compare_studies(config, studies, root=tmp_path, out_dir=tmp_path / "out",
+                            table=table.set_index("arch_str"))
     # one cell needs no training, three do; the third method's top 3 are its first trials'
     assert frame["select_epochs"].tolist() == [0, 5, 5]
+    assert frame["judge_regret"].tolist() == [0.0, 0.0, 0.0]  # the judge follows the table
+    assert frame["judge_from_centre"].tolist() == [True, False, False]  # trial 0: the centre
+    assert frame["pick_from_centre"].tolist() == [True, True, True]  # the best objective
     assert frame["select_budget"].tolist() == [selection_epochs(config.select, 3)] * 3
     assert (frame["total_epochs"] == frame["epochs"] + frame["select_budget"]).all()
     assert frame["judge_cell"].tolist() == [CELLS[0], CELLS[2], CELLS[2]]
