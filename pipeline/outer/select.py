@@ -14,7 +14,6 @@ order of arrival, which this stage must not.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import shutil
@@ -36,6 +35,7 @@ from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
 from pipeline.search.judge import (
     JudgeData,
+    cell_key,
     judge_data,
     judge_seed,
     train_rung,
@@ -258,7 +258,7 @@ class _Stage:
             trained = False
             for cell in tqdm(missing, desc=f"selection, rung of {epochs} epochs",
                              unit="cell", leave=False, disable=not self.progress):
-                with self._claim(f"{_key(cell)}-{epochs}", wait=False) as held:
+                with self._claim(f"{cell_key(cell)}-{epochs}", wait=False) as held:
                     if held and epochs not in self._states()[alive[cell]].intermediate_values:
                         self._train_one(cell, alive[cell], epochs, data)
                         trained = True
@@ -268,7 +268,7 @@ class _Stage:
     def _train_one(self, cell: str, number: int, epochs: int, data: JudgeData) -> None:
         logger.info("selection: %s to epoch %d", cell, epochs)
         result = train_rung(parse_genotype(cell), data, self.select, epochs=epochs,
-                            seeds=self.seeds, folder=self.folder / _key(cell))
+                            seeds=self.seeds, folder=self.folder / cell_key(cell))
         trial = optuna.trial.Trial(self.study, self._states()[number]._trial_id)
         trial.set_user_attr(f"train_loss_sum_{epochs}", result.train_loss_sum)
         trial.report(result.val_acc, epochs)
@@ -329,10 +329,6 @@ def _forget(name: str, storage: optuna.storages.BaseStorage, folder: Path) -> No
     with contextlib.suppress(KeyError):
         optuna.delete_study(study_name=name, storage=storage)
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _key(cell: str) -> str:
-    return hashlib.sha1(cell.encode()).hexdigest()[:12]
 
 
 def judge_name(select: SelectConfig) -> str:

@@ -33,9 +33,8 @@ from pipeline.outer.trials import (
     trial_seed,
 )
 from pipeline.search import DartsSearch, EpochRecord, SearchData, StartSpace, build_search
-from pipeline.search.judge import judge_data, judged_objective
-from pipeline.search.training import short_training_accuracy
-from pipeline.spaces import TrainSettings, get_space, parse_genotype
+from pipeline.search.judge import judge_data, judged_objective, trained_accuracy
+from pipeline.spaces import get_space, parse_genotype
 
 
 class Publisher(Protocol):
@@ -169,8 +168,8 @@ class TrialSteps:
         value, trained, judged = self._value(last), None, None
         started = time.perf_counter()
         if self.config.search.accuracy_objective == "trained":
-            value = trained = trained_accuracy(self.config, self.data, last,
-                                               seed=run.meta["seed"])
+            value = trained = trained_accuracy(
+                self.config, self.data, parse_genotype(last.genotype), seed=run.meta["seed"])
         elif self.judged is not None:
             value = judged = judged_objective(self.config, self.judged,
                                               parse_genotype(last.genotype),
@@ -220,20 +219,6 @@ def identity(number: int, seed: int, init_seed: int, device: torch.device) -> Tr
                        init_seed=init_seed, device=str(device),
                        threads=torch.get_num_threads(), worker=worker_id(),
                        worker_started=process_start(os.getpid()) or "")
-
-
-def trained_accuracy(config: StudyConfig, data: SearchData, last: EpochRecord, *,
-                     seed: int) -> float:
-    """The derived cell's network, at the supernet's size, trained from scratch on the
-    weights' half for ``search.train_epochs`` epochs: its accuracy on the held-out images
-    (``data.holdout``), else on the other half."""
-    space, search = config.space, config.search
-    settings = TrainSettings(epochs=search.train_epochs, batch_size=search.batch_size,
-                             channels=space.channels, cells=get_space(space.name).depth(space))
-    return short_training_accuracy(
-        parse_genotype(last.genotype), data.weight_batches,
-        data.holdout_batches or data.arch_batches, settings=settings, seed=seed,
-        num_classes=data.num_classes, in_channels=data.in_channels)
 
 
 def result(history: Sequence[EpochRecord], *, space: str, data: SearchData, epochs_run: int,

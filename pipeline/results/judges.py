@@ -12,7 +12,6 @@ cell. The table scores the judges and is never read by one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,10 +32,16 @@ from pipeline.outer.select import kept, ranking
 from pipeline.results import figures
 from pipeline.results.report import page_html
 from pipeline.search.data import prepare_data
-from pipeline.search.judge import JudgeData, judge_data, train_rung, zero_cost_score
+from pipeline.search.judge import (
+    JudgeData,
+    cell_key,
+    judge_data,
+    train_rung,
+    trained_accuracy,
+    zero_cost_score,
+)
 from pipeline.search.proxies import PROXIES
-from pipeline.search.training import short_training_accuracy
-from pipeline.spaces import Genotype, TrainSettings, get_space, parse_genotype
+from pipeline.spaces import Genotype, parse_genotype
 
 SCHEDULES = (9, 27)  # the epochs of the two training schedules a curve is measured under
 REDUCTION = 3
@@ -69,12 +74,12 @@ def measure(cells: Sequence[Genotype], config: StudyConfig, *, out: Path,
     judged, search = judge_data(config, device), prepare_data(config, device)
     curves, trained, proxies = {}, {}, {}
     for genotype in tqdm(cells, desc="cells", unit="cell", disable=not progress):
-        cell, folder = genotype.to_str(), out / _key(genotype.to_str())
+        cell, folder = genotype.to_str(), out / cell_key(genotype.to_str())
         proxies[cell] = {name: _kept(folder / f"{name}.json", partial(_timed, partial(
             zero_cost_score, name, genotype, judged, config.select, seed=config.seed)))
             for name in PROXIES}
         trained[cell] = _kept(folder / "trained.json", partial(_timed, partial(
-            _trained_objective, genotype, config, search)))
+            trained_accuracy, config, search, genotype, seed=config.seed)))
         curves[cell] = {schedule: _kept(folder / f"curve-{schedule}.json", partial(
             _curve, genotype, judged, _scheduled(config, schedule), folder / f"ckpt-{schedule}"))
             for schedule in SCHEDULES}
@@ -136,24 +141,6 @@ def _curve(genotype: Genotype, data: JudgeData, config: StudyConfig, folder: Pat
         points.append([result.val_acc, result.train_loss_sum, time.perf_counter() - started])
         kept.write_text(json.dumps(points), encoding="utf-8")
     return points
-
-
-def _trained_objective(genotype: Genotype, config: StudyConfig, search: Any) -> float:
-    """The ``trained`` trial objective as a study computes it: the cell at the supernet's
-    size trained ``search.train_epochs`` epochs on the weights' half, measured on the
-    held-out images or the alphas' half."""
-    space, settings = config.space, config.search
-    train = TrainSettings(epochs=settings.train_epochs, batch_size=settings.batch_size,
-                          channels=space.channels, cells=get_space(space.name).depth(space))
-    return short_training_accuracy(genotype, search.weight_batches,
-                                   search.holdout_batches or search.arch_batches,
-                                   settings=train, seed=config.seed,
-                                   num_classes=search.num_classes,
-                                   in_channels=search.in_channels)
-
-
-def _key(cell: str) -> str:
-    return hashlib.sha1(cell.encode()).hexdigest()[:12]
 
 
 # -- scoring ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ zero-cost scores, which need no training."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,20 @@ from pipeline.search.data import (
     DatasetError,
     DeviceBatches,
     ImageSet,
+    SearchData,
     channel_stats,
     load_dataset,
     outside_search,
     stratified_halves,
 )
 from pipeline.search.proxies import PROXIES
-from pipeline.search.training import CellTraining, evaluate_network, resume_training
-from pipeline.spaces import Genotype, TrainSettings, space_of
+from pipeline.search.training import (
+    CellTraining,
+    evaluate_network,
+    resume_training,
+    short_training_accuracy,
+)
+from pipeline.spaces import Genotype, TrainSettings, get_space, space_of
 
 PROXY_IMAGES = 64  # the batch a zero-cost score looks at
 
@@ -123,6 +130,25 @@ def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epoch
         run.fit(data.train, start=start, stop=epochs,
                 after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
     return run
+
+
+def cell_key(cell: str) -> str:
+    """A short name for a cell's files (its trainings' checkpoints, its measurements)."""
+    return hashlib.sha1(cell.encode()).hexdigest()[:12]
+
+
+def trained_accuracy(config: StudyConfig, data: SearchData, genotype: Genotype, *,
+                     seed: int) -> float:
+    """The ``trained`` trial objective: the cell's network, at the supernet's size,
+    trained from scratch on the weights' half for ``search.train_epochs`` epochs; its
+    accuracy on the held-out images (``data.holdout``), else on the other half."""
+    space, search = config.space, config.search
+    settings = TrainSettings(epochs=search.train_epochs, batch_size=search.batch_size,
+                             channels=space.channels, cells=get_space(space.name).depth(space))
+    return short_training_accuracy(
+        genotype, data.weight_batches, data.holdout_batches or data.arch_batches,
+        settings=settings, seed=seed, num_classes=data.num_classes,
+        in_channels=data.in_channels)
 
 
 def judge_seed(config: StudyConfig, repeat: int = 0) -> int:
