@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import SURPLUS, resumable
+from pipeline.outer.trials import BUDGET_MET, SURPLUS, resumable, surplus
 from pipeline.search.build import search_epochs
 
 
@@ -21,7 +21,7 @@ def counted(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     reason = TrialRecord.of(trial).fail_reason
-    return (trial.state == TrialState.FAIL and reason is not None and reason != SURPLUS
+    return (trial.state == TrialState.FAIL and reason is not None and not surplus(reason)
             and not resumable(reason))
 
 
@@ -71,13 +71,21 @@ class Budget:
         return self.spent(trials) + (running + 1) * self.cost <= self.total
 
 
-def is_surplus(trial: optuna.Trial, budget: Budget) -> bool:
-    """Whether the budget is already taken without this trial: by finished trials and by
-    the running trials that started before it (workers can ask for trials at once)."""
+def surplus_reason(trial: optuna.Trial, budget: Budget) -> str | None:
+    """Why ``trial`` must not run its search, or None: an earlier trial retries the same
+    failed trial (workers recovering at once may each queue a retry of it; the earliest
+    runs), or the budget is taken without it, by finished trials and by the running trials
+    that started before it (workers can ask for trials at once)."""
     trials = trial.study.get_trials(deepcopy=False)
-    earlier_running = sum(t.state == TrialState.RUNNING and t.number < trial.number
-                          for t in trials)
-    return not budget.has_room(trials, earlier_running)
+    earlier = [t for t in trials if t.number < trial.number]
+    own = next(t for t in trials if t.number == trial.number)
+    retried = own.system_attrs.get("retry_history", [])[-1:]  # the trial this one retries
+    twin = next((t.number for t in earlier
+                 if retried and t.system_attrs.get("retry_history", [])[-1:] == retried), None)
+    if twin is not None:
+        return f"{SURPLUS}: trial {twin} already retries trial {retried[0]}"
+    earlier_running = sum(t.state == TrialState.RUNNING for t in earlier)
+    return None if budget.has_room(trials, earlier_running) else BUDGET_MET
 
 
 def budget_spent(study: optuna.Study, budget: Budget) -> int:

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from pipeline.outer.cores import local_worker, worker_lives
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import INTERRUPTED, original_number, resumable
+from pipeline.outer.trials import INTERRUPTED, finished_elsewhere, original_number, resumable
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,13 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
             continue
         reason = (f"{INTERRUPTED}: its worker {record.worker} "
                   + ("ended it without telling" if own else "is gone"))
-        TrialRecord(fail_reason=reason).store(optuna.trial.Trial(study, trial._trial_id))
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            TrialRecord(fail_reason=reason).store(optuna.trial.Trial(study, trial._trial_id))
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
+            if not finished_elsewhere(error):
+                raise
+            continue  # another worker on this machine failed it first
         logger.info("trial %d: %s", trial.number, reason)
         failed.append(trial.number)
     return failed

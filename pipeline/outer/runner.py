@@ -21,7 +21,12 @@ from pipeline.outer.progress import TrialProgress
 from pipeline.outer.record import TrialRecord
 from pipeline.outer.storage import StudyDeletedError
 from pipeline.outer.trial_steps import TrialRun, TrialSteps
-from pipeline.outer.trials import TRIAL_FAILURES, SurplusTrialError, failure_reason
+from pipeline.outer.trials import (
+    TRIAL_FAILURES,
+    SurplusTrialError,
+    failure_reason,
+    finished_elsewhere,
+)
 from pipeline.search import DivergedError, EpochRecord, Population
 
 logger = logging.getLogger(__name__)
@@ -67,8 +72,9 @@ def run_trials(study: optuna.Study, storage: optuna.storages.BaseStorage,
 def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: TrialSteps,
          size: int) -> list[TrialRun]:
     """Up to ``size`` new trials, set up (with a heartbeat, as the first may wait for its
-    search in another study); a trial the budget has no room for is told as a surplus
-    failure and ends the asking."""
+    search in another study); a trial that must not run (a surplus: the budget has no
+    room for it, or an earlier trial retries the same one) is failed with that reason and
+    ends the asking."""
     budget = Budget.of(steps.config)
     runs: list[TrialRun] = []
     try:
@@ -215,10 +221,9 @@ def _ended_elsewhere(run: TrialRun, error: Exception) -> None:
     """Leave a trial that another worker ended meanwhile as it was ended.
 
     Raises:
-        ValueError: ``error`` says something else (Optuna answers a tell to a finished
-            trial with ``ValueError("Cannot tell a ...")``).
+        ValueError: ``error`` says something else than that the trial is finished.
     """
-    if isinstance(error, ValueError) and not str(error).startswith("Cannot tell a "):
+    if not finished_elsewhere(error):
         raise error
     logger.warning("trial %d was ended by another worker, which took this one for dead (a "
                    "heartbeat came late); its retry resumes it from its checkpoint",

@@ -53,6 +53,7 @@ from pipeline.outer.storage import (
     redact,
 )
 from pipeline.outer.trial_steps import Publisher, TrialSteps
+from pipeline.outer.trials import finished_elsewhere
 from pipeline.search import StartSpace, build_start_space, prepare_data
 from pipeline.search.build import variant
 from pipeline.search.population import check_population
@@ -268,7 +269,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: Tria
                 run_trials(study, storage, steps, population, progress=progress)
                 conflicts = 0
             except ValueError as error:
-                if not str(error).startswith("Cannot tell a "):
+                if not finished_elsewhere(error):
                     raise
                 # this worker stopped beating (paused past the grace period), so another
                 # failed its trial as stale and queued a retry; that retry's result stands

@@ -18,13 +18,12 @@ import torch
 
 from pipeline.checkpoint import append_metrics, save_checkpoint, write_metrics
 from pipeline.config import JUDGED_OBJECTIVES, StudyConfig
-from pipeline.outer.budget import Budget, is_surplus
+from pipeline.outer.budget import Budget, surplus_reason
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.cores import process_start, worker_id
 from pipeline.outer.record import TrialRecord
 from pipeline.outer.resume import own_files, resume_search
 from pipeline.outer.trials import (
-    SURPLUS,
     SurplusTrialError,
     original_number,
     search_key,
@@ -85,13 +84,13 @@ class TrialSteps:
         and then resumed from its checkpoint, else it runs beside it.
 
         Raises:
-            SurplusTrialError: other workers have taken the budget.
+            SurplusTrialError: the trial must not run (see ``surplus_reason``).
             optuna.TrialPruned: this study's pruner stops the search taken over from
                 another study at one of its epochs (its result there is recorded).
         """
-        if is_surplus(trial, Budget.of(self.config)):
-            TrialRecord(fail_reason=SURPLUS).store(trial)
-            raise SurplusTrialError(SURPLUS)
+        if (reason := surplus_reason(trial, Budget.of(self.config))) is not None:
+            TrialRecord(fail_reason=reason).store(trial)
+            raise SurplusTrialError(reason)
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed

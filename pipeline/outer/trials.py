@@ -18,7 +18,10 @@ from pipeline.search import DivergedError
 
 INTERRUPTED = "interrupted"
 IO_ERROR = "I/O error"
-SURPLUS = "surplus: the budget was met by other workers"
+# A trial that never ran its search, and so does not count: the budget was met by other
+# workers, or an earlier trial retries the same failed one.
+SURPLUS = "surplus"
+BUDGET_MET = f"{SURPLUS}: the budget was met by other workers"
 # Failures that are not the search's doing: the trial is retried from its checkpoint and
 # does not count against the budget.
 RESUMABLE = (INTERRUPTED, IO_ERROR)
@@ -35,7 +38,7 @@ LATER_SETTINGS = ("outer.warm_start", "search.variant",
 
 
 class SurplusTrialError(RuntimeError):
-    """A trial asked for while other workers were completing the budget."""
+    """A trial that must not run its search (see ``SURPLUS``); its message is the reason."""
 
 
 # Failures that end one trial, with the reason recorded, and let the study go on.
@@ -59,6 +62,20 @@ def resumable(reason: str | None) -> bool:
     """Whether a failed trial with this ``fail_reason`` is retried from its checkpoint (an
     interruption, an I/O error) rather than counted as a search that ended."""
     return reason is not None and reason.partition(":")[0] in RESUMABLE
+
+
+def surplus(reason: str | None) -> bool:
+    """Whether a failed trial with this ``fail_reason`` never ran its search (see
+    ``SURPLUS``)."""
+    return reason is not None and reason.partition(":")[0] == SURPLUS
+
+
+def finished_elsewhere(error: BaseException) -> bool:
+    """Whether ``error`` is the storage's answer to a write to a trial another worker has
+    already ended: Optuna raises ``UpdateFinishedTrialError`` for an attribute and
+    ``ValueError("Cannot tell a ...")`` for a tell."""
+    return (isinstance(error, optuna.exceptions.UpdateFinishedTrialError)
+            or (isinstance(error, ValueError) and str(error).startswith("Cannot tell a ")))
 
 
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:

@@ -541,21 +541,9 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk in the last trial's second epoch: the trial fails with that reason, does
     not count, and the next run resumes it from its last good checkpoint."""
-    import pipeline.outer.trial_steps
-
     config = _with(tiny_config, outer={"n_trials": 2})
     run_study(config, root=tmp_path / "whole", device=CPU)
-    save = pipeline.outer.trial_steps.save_checkpoint
-
-    def full_disk(path: Path, state: dict, *, meta: dict, **kwargs: object) -> None:
-        if path.parent.name == "00001" and state["epoch"] == 2:
-            raise OSError(28, "No space left on device")
-        save(path, state, meta=meta, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline.outer.trial_steps, "save_checkpoint", full_disk)
-        with pytest.raises(OSError, match="No space left"):
-            run_study(config, root=tmp_path / "split", device=CPU)
+    _fill_the_disk_in_trial_1(config, tmp_path / "split", monkeypatch)
     failed = load_study("tiny", root=tmp_path / "split").get_trials()[1]
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["fail_reason"] == "I/O error: [Errno 28] No space left on device"
@@ -566,6 +554,49 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
     assert retry.user_attrs["resumed_from_epoch"] == 1
     whole = load_study("tiny", root=tmp_path / "whole").get_trials()
     assert _outcomes(trials) == _outcomes(whole)
+
+
+def _fill_the_disk_in_trial_1(config: StudyConfig, root: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``config`` until the disk fills at trial 1's second epoch."""
+    import pipeline.outer.trial_steps
+
+    save = pipeline.outer.trial_steps.save_checkpoint
+
+    def full_disk(path: Path, state: dict, *, meta: dict, **kwargs: object) -> None:
+        if path.parent.name == "00001" and state["epoch"] == 2:
+            raise OSError(28, "No space left on device")
+        save(path, state, meta=meta, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.outer.trial_steps, "save_checkpoint", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            run_study(config, root=root, device=CPU)
+
+
+def test_retries_two_workers_queued_at_once_run_the_search_once(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers recovering at once can each queue a retry of the same failed trial: the
+    earlier retry resumes it and the study's outcome is the undisturbed one; the later
+    never runs its search (taken up, it ends as a surplus that does not count)."""
+    config = _with(tiny_config, outer={"n_trials": 2})
+    run_study(config, root=tmp_path / "whole", device=CPU)
+    _fill_the_disk_in_trial_1(config, tmp_path / "split", monkeypatch)
+    study = load_study("tiny", root=tmp_path / "split")
+    failed = study.get_trials()[1]
+    for _ in range(2):  # what each racing worker's recovery queues
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, failed)
+    summary = run_study(config, root=tmp_path / "split", device=CPU)
+    trials = load_study("tiny", root=tmp_path / "split").get_trials()
+    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert summary.finished == 2
+    whole = load_study("tiny", root=tmp_path / "whole").get_trials()
+    assert _outcomes(trials) == _outcomes(whole)
+    run_study(_with(config, outer={"n_trials": 3}), root=tmp_path / "split", device=CPU)
+    trials = load_study("tiny", root=tmp_path / "split").get_trials()
+    assert trials[3].state == TrialState.FAIL and not trials[3].intermediate_values
+    assert trials[3].user_attrs["fail_reason"] == "surplus: trial 2 already retries trial 1"
+    assert trials[4].state == TrialState.COMPLETE and trials_used(trials) == 3
 
 
 class _Killed(BaseException):
