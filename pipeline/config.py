@@ -34,8 +34,8 @@ MAX_CHANNELS, MAX_DIRECTIONS, MAX_POPSIZE, MAX_PADDING = 1024, 64, 1000, 64
 MAX_HEARTBEAT_S, MAX_GRACE_S = 3600, 7 * 24 * 3600
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What may change while a study runs: its budget, and how tensors are laid out in memory.
-CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "search.channels_last",
-                   "search.compile")
+CHANGEABLE_KEYS = ("outer.n_trials", "outer.epoch_budget", "outer.artifacts",
+                   "search.channels_last", "search.compile")
 # Sections of what comes after the search, which may change at any time.
 CHANGEABLE_SECTIONS = ("retrain", "select")
 
@@ -295,6 +295,7 @@ class OuterConfig:
     max_retries: int = 3
     heartbeat_interval: int = 30
     grace_period: int = 120
+    artifacts: str = ""
 
     def __post_init__(self) -> None:
         if self.warm_start:
@@ -317,6 +318,9 @@ class OuterConfig:
         _check(self.heartbeat_interval < self.grace_period <= MAX_GRACE_S, "outer.grace_period",
                f"must exceed outer.heartbeat_interval and be at most {MAX_GRACE_S} s",
                self.grace_period)
+        _check(not self.artifacts or self.artifacts.startswith(("file:///", "s3://")),
+               "outer.artifacts", "must be file:///PATH or s3://BUCKET (empty: none)",
+               self.artifacts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

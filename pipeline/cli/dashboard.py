@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 import logging
 
-from pipeline.cli.options import DEFAULT_STUDY, storage_options, whole_number
+from pipeline.cli.options import DEFAULT_STUDY, artifacts_options, storage_options, whole_number
 from pipeline.config import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ EXPOSE_HELP = ("listen on a --host other than this machine: optuna-dashboard's A
 class Dashboard:
     name = "dashboard"
     help = "open a study in optuna-dashboard"
-    parents = (storage_options,)
+    parents = (storage_options, artifacts_options)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name", nargs="?", default=DEFAULT_STUDY, help="study name")
@@ -43,8 +43,9 @@ class Dashboard:
                            "optuna-dashboard has no authentication", args.name, args.host)
         print(f"optuna-dashboard for study {args.name}: "
               f"http://{args.host}:{args.port}/dashboard/", flush=True)
-        serve_dashboard(args.name, root=args.root, storage=args.storage, host=args.host,
-                        port=args.port, read_only=remote)
+        serve_dashboard(args.name, root=args.root, storage=args.storage,
+                        artifacts=args.artifacts, host=args.host, port=args.port,
+                        read_only=remote)
         return 0
 
 

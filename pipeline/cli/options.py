@@ -63,6 +63,15 @@ def storage_options() -> argparse.ArgumentParser:
     return parent
 
 
+def artifacts_options() -> argparse.ArgumentParser:
+    parent = _parent()
+    parent.add_argument("--artifacts", metavar="URL",
+                        help="artifact store of trial files, for workers that share no "
+                        "folder: file:///PATH or s3://BUCKET (endpoint and keys from the "
+                        "AWS_* environment); default: the study's outer.artifacts, else none")
+    return parent
+
+
 def device_options() -> argparse.ArgumentParser:
     parent = _parent()
     parent.add_argument("--device", default="auto",

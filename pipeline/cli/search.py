@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.cli.options import (
     DEFAULT_STUDY,
+    artifacts_options,
     device_options,
     pick_device,
     set_options,
@@ -41,7 +42,8 @@ def population_options() -> argparse.ArgumentParser:
 class Search:
     name = "search"
     help = "run or resume a study"
-    parents = (set_options, device_options, population_options, storage_options)
+    parents = (set_options, device_options, population_options, storage_options,
+               artifacts_options)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", nargs="?",
@@ -58,8 +60,9 @@ class Search:
         from pipeline.outer import run_study
         from pipeline.results.dashboard import DashboardPublisher
 
-        config = study_file_config(args, [] if args.n_trials is None
-                                   else [f"outer.n_trials={args.n_trials}"])
+        config = study_file_config(args, [
+            *([] if args.n_trials is None else [f"outer.n_trials={args.n_trials}"]),
+            *([] if args.artifacts is None else [f"outer.artifacts={args.artifacts}"])])
         signal.signal(signal.SIGTERM, raise_terminated)
         device = pick_device(args.device)
         if args.deterministic:

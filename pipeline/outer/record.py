@@ -34,6 +34,10 @@ class TrialRecord:
     worker_started: str | None = None
     resumed_from_epoch: int | None = None
     same_search_as: str | None = None
+    # its files in the artifact store (outer.artifacts): the last checkpoints, as
+    # [epoch, artifact id], and the finished trial's metrics
+    checkpoints: list[list[Any]] | None = None
+    metrics_artifact: str | None = None
     # its result
     cell: str | None = None
     supernet_acc: float | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_metrics
 from pipeline.outer.storage import StudyDeletedError
-from pipeline.outer.trials import same_searches, without_study
+from pipeline.outer.trials import CHECKPOINT, METRICS, same_searches, without_study
 from pipeline.search import DartsSearch
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def resume_search(fresh: Callable[[], DartsSearch], files: Path, meta: dict[str,
         own = source == files
         try:
             search.load_state_dict(load_checkpoint(
-                source / "ckpt.pt", meta=meta, keys=DartsSearch.STATE_KEYS,
+                source / CHECKPOINT, meta=meta, keys=DartsSearch.STATE_KEYS,
                 epochs=search.total_epochs, same=dict if own else without_study))
         except FileNotFoundError:
             continue
@@ -57,11 +57,11 @@ def resume_search(fresh: Callable[[], DartsSearch], files: Path, meta: dict[str,
                     "" if own else f" of the same search in {source}")
         with own_files(state_dir, study):
             if not own:  # the trial's files are complete without the other study's
-                save_checkpoint(files / "ckpt.pt", search.state_dict(), meta=meta,
+                save_checkpoint(files / CHECKPOINT, search.state_dict(), meta=meta,
                                 make_folder=False)
-            write_metrics(files / "metrics.jsonl", (r.to_dict() for r in search.history),
+            write_metrics(files / METRICS, (r.to_dict() for r in search.history),
                           make_folder=False)
         return search, source
     with own_files(state_dir, study):
-        write_metrics(files / "metrics.jsonl", (), make_folder=False)
+        write_metrics(files / METRICS, (), make_folder=False)
     return search, files

@@ -27,6 +27,7 @@ from pipeline.config import (
     with_defaults,
     without_changeable,
 )
+from pipeline.outer.artifacts import open_artifacts
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
 from pipeline.outer.cores import CoreShare
 from pipeline.outer.folder import check_folder, claim_folder
@@ -143,15 +144,24 @@ def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> N
                        "; ".join(changed))
 
 
-def _existing_study(name: str, storage_url: str) -> optuna.Study | None:
-    """The study, if it exists in its storage; looking creates no file."""
-    local = local_file(storage_url)
-    if local is not None and not local.exists():
+def _existing_study(name: str, storage: optuna.storages.BaseStorage | None
+                    ) -> optuna.Study | None:
+    """The study, if ``storage`` exists (None: its file does not) and holds it."""
+    if storage is None:
         return None
     try:
-        return optuna.load_study(study_name=name, storage=make_storage(storage_url))
+        return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
+
+
+def _worker_storage(config: StudyConfig, storage_url: str) -> optuna.storages.BaseStorage:
+    """The one storage a worker uses throughout (on a database server: one small pool of
+    connections), with the study's heartbeat."""
+    outer = config.outer
+    return make_storage(storage_url, max_retries=outer.max_retries,
+                        heartbeat_interval_s=outer.heartbeat_interval,
+                        grace_period_s=outer.grace_period)
 
 
 def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = None,
@@ -173,18 +183,20 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     budget = Budget.of(config)
-    existing = _existing_study(config.name, storage_url)
+    local = local_file(storage_url)
+    study_storage = (None if local is not None and not local.exists()  # it would create it
+                     else _worker_storage(config, storage_url))
+    existing = _existing_study(config.name, study_storage)
     check_folder(directory, existing, storage_url)
     if existing is not None and "config" in existing.user_attrs and not budget.has_room(
             existing.get_trials(deepcopy=False), 0):
         _check_config(existing, config, force=force)  # spent: its data need not be loaded
         return summarize(existing, storage_url, directory, budget)
+    artifacts = open_artifacts(config.outer.artifacts) if config.outer.artifacts else None
     data = prepare_data(config, device)  # before the storage, which may create files
     source = _warm_start_source(config, existing, root=root, storage=storage)
-    outer = config.outer
-    study_storage = make_storage(storage_url, max_retries=outer.max_retries,
-                                 heartbeat_interval_s=outer.heartbeat_interval,
-                                 grace_period_s=outer.grace_period)
+    if study_storage is None:
+        study_storage = _worker_storage(config, storage_url)
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     study = open_study(config, study_storage, start_space, force=force, source_trials=source)
     claim_folder(directory, study, storage_url)
@@ -193,7 +205,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     if resumed:
         logger.info("resuming interrupted trials %s", resumed)
     steps = TrialSteps(config=config, state_dir=directory, data=data,
-                          start_space=start_space, device=device, publisher=publisher)
+                       start_space=start_space, device=device, publisher=publisher,
+                       artifacts=artifacts)
     with CoreShare(root, config.name) as cores:
         _work(study, study_storage, steps, population, cores, progress=progress,
               gone=lambda: _gone(config.name, study_storage, storage_url))

@@ -18,12 +18,21 @@ import torch
 
 from pipeline.checkpoint import append_metrics, save_checkpoint, write_metrics
 from pipeline.config import JUDGED_OBJECTIVES, StudyConfig
+from pipeline.outer.artifacts import (
+    ArtifactStore,
+    fetch_checkpoint,
+    local_artifacts,
+    upload_checkpoint,
+    upload_results,
+)
 from pipeline.outer.budget import Budget, surplus_reason
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.cores import process_start, worker_id
 from pipeline.outer.record import TrialRecord
 from pipeline.outer.resume import own_files, resume_search
 from pipeline.outer.trials import (
+    CHECKPOINT,
+    METRICS,
     SurplusTrialError,
     original_number,
     search_key,
@@ -32,6 +41,7 @@ from pipeline.outer.trials import (
     trial_seed,
 )
 from pipeline.search import DartsSearch, EpochRecord, SearchData, StartSpace, build_search
+from pipeline.search.build import search_epochs
 from pipeline.search.judge import judge_data, judged_objective, trained_accuracy
 from pipeline.spaces import get_space, parse_genotype
 
@@ -42,7 +52,7 @@ class Publisher(Protocol):
 
     def publish_trial(self, trial: optuna.Trial, history: Sequence[Mapping[str, Any]],
                       files: Path, record: TrialRecord, *, edges: Sequence[str],
-                      ops: Sequence[str]) -> None: ...
+                      ops: Sequence[str], store: ArtifactStore) -> None: ...
 
     def publish_study(self, study: optuna.Study) -> None: ...
 
@@ -63,19 +73,18 @@ class TrialSteps:
     """The stages of each trial of the study ``config``, whose folder is ``state_dir``
     (trial files go to ``state_dir/trials/<key>/``), on the search split ``data`` (already
     on ``device``), over the start vector ``start_space``; ``publisher`` also shows each
-    finished trial."""
+    finished trial. With a shared ``artifacts`` store, the trial files go there too
+    (``pipeline.outer.artifacts``), and the folder is a cache."""
 
     def __init__(self, *, config: StudyConfig, state_dir: Path, data: SearchData,
                  start_space: StartSpace, device: torch.device,
-                 publisher: Publisher | None = None) -> None:
+                 publisher: Publisher | None = None,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.judged = (judge_data(config, device)  # for an objective the judge measures
                        if config.search.accuracy_objective in JUDGED_OBJECTIVES else None)
-        self.config = config
-        self.state_dir = state_dir
-        self.data = data
-        self.start_space = start_space
-        self.device = device
-        self.publisher = publisher
+        self.config, self.state_dir, self.data = config, state_dir, data
+        self.start_space, self.device = start_space, device
+        self.publisher, self.artifacts = publisher, artifacts
 
     def begin(self, trial: optuna.Trial, *, wait: bool = True) -> TrialRun:
         """Set a trial up: its seeds and start point, and its search, fresh or resumed from
@@ -99,10 +108,13 @@ class TrialSteps:
              for spec in self.start_space.specs}
         meta = {"config": trial_config(self.config), "x": x, "seed": seed,
                 "init_seed": init_seed}
-        files, key = self._trial_folder(number), search_key(meta)
+        files, key = trial_folder(self.state_dir, self.config.name, number), search_key(meta)
         (files / f"search-{key}.id").touch()  # how other studies find it
         claim = SearchClaim(self.state_dir.parent, key, wait=wait)
         try:
+            if self.artifacts is not None:  # a retry on another machine resumes here
+                fetch_checkpoint(self.artifacts, trial, files / CHECKPOINT, meta=meta,
+                                 keys=DartsSearch.STATE_KEYS, epochs=search_epochs(self.config))
             search, source = resume_search(
                 lambda: build_search(self.config, self.data, self.start_space.decode(x),
                                      seed=seed, init_seed=init_seed, device=self.device),
@@ -117,15 +129,6 @@ class TrialSteps:
         self._replay(run, taken_over=taken_over)
         return run
 
-    def _trial_folder(self, number: int) -> Path:
-        """The trial's folder, made if need be (not with parents: a deleted study's is not
-        made anew)."""
-        files = self.state_dir / "trials" / trial_key(number)
-        with own_files(self.state_dir, self.config.name):
-            files.parent.mkdir(exist_ok=True)
-            files.mkdir(exist_ok=True)
-        return files
-
     def _replay(self, run: TrialRun, *, taken_over: bool) -> None:
         """Report the epochs the search resumed with. Another study's go to this study's
         pruner as if they ran here (this trial's own were put to it when they ran); where
@@ -137,11 +140,11 @@ class TrialSteps:
         for count, record in enumerate(run.search.history, start=1):
             if self._report(run.trial, record) and taken_over and run.trial.should_prune():
                 run.claim.release()
-                self._record(run, epochs=count)
                 with own_files(self.state_dir, self.config.name):
-                    write_metrics(run.files / "metrics.jsonl",
+                    write_metrics(run.files / METRICS,
                                   (r.to_dict() for r in run.search.history[:count]),
                                   make_folder=False)
+                self._record(run, epochs=count)
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
     def after_epoch(self, run: TrialRun, record: EpochRecord) -> None:
@@ -152,9 +155,11 @@ class TrialSteps:
             StudyDeletedError: the study's folder is gone: the study was deleted.
         """
         with own_files(self.state_dir, self.config.name):
-            save_checkpoint(run.files / "ckpt.pt", run.search.state_dict(), meta=run.meta,
+            save_checkpoint(run.files / CHECKPOINT, run.search.state_dict(), meta=run.meta,
                             make_folder=False)
-            append_metrics(run.files / "metrics.jsonl", record.to_dict())
+            append_metrics(run.files / METRICS, record.to_dict())
+        if self.artifacts is not None:
+            upload_checkpoint(self.artifacts, run.trial, run.files / CHECKPOINT, record.epoch)
         if self._report(run.trial, record) and run.trial.should_prune():
             self._record(run)
             raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
@@ -204,11 +209,24 @@ class TrialSteps:
             epochs_run=run.search.epoch if epochs is None else epochs,
             trained_acc=trained_acc, train_time_s=train_time_s), judged=judged)
         record.store(run.trial)
+        if self.artifacts is not None:
+            upload_results(self.artifacts, run.trial, run.files, str(record.cell))
         if self.publisher is not None:
             self.publisher.publish_trial(run.trial, [r.to_dict() for r in history], run.files,
                                          record, edges=self.start_space.edges,
-                                         ops=self.start_space.ops)
+                                         ops=self.start_space.ops, store=self.artifacts
+                                         or local_artifacts(self.state_dir))
         return float(record.eval_params_M or 0.0)
+
+
+def trial_folder(state_dir: Path, study: str, number: int) -> Path:
+    """The folder of trial ``number`` of the study in ``state_dir``, made if need be (not
+    with parents: a deleted study's is not made anew)."""
+    files = state_dir / "trials" / trial_key(number)
+    with own_files(state_dir, study):
+        files.parent.mkdir(exist_ok=True)
+        files.mkdir(exist_ok=True)
+    return files
 
 
 def identity(number: int, seed: int, init_seed: int, device: torch.device) -> TrialRecord:

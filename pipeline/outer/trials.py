@@ -16,6 +16,8 @@ from pipeline.config import SearchConfig, StudyConfig, to_dict, without_changeab
 from pipeline.outer.record import TrialRecord
 from pipeline.search import DivergedError
 
+# A trial's files in its folder (and in the artifact store, where the study has one).
+CHECKPOINT, METRICS, CELL = "ckpt.pt", "metrics.jsonl", "cell.txt"
 INTERRUPTED = "interrupted"
 IO_ERROR = "I/O error"
 # A trial that never ran its search, and so does not count: the budget was met by other

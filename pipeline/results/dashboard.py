@@ -10,8 +10,9 @@ from wsgiref.simple_server import make_server
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import upload_artifact
 
+from pipeline.outer.artifacts import ArtifactStore, local_artifacts, study_artifacts
 from pipeline.outer.picks import baseline_trial, best_trial
 from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import default_storage, make_storage
@@ -24,22 +25,16 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def artifact_store(folder: Path) -> FileSystemArtifactStore:
-    """A study's artifact store: files under ``folder/artifacts`` (its state folder)."""
-    artifacts = folder / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(artifacts))
-
-
 class DashboardPublisher:
     """Shows a study in optuna-dashboard as it runs: each finished trial's cell drawing
     (SVG), alpha trajectory (CSV) and note, and at the end the study's key figures."""
 
     def publish_trial(self, trial: optuna.Trial, history: Sequence[Mapping[str, Any]],
                       files: Path, record: TrialRecord, *, edges: Sequence[str],
-                      ops: Sequence[str]) -> None:
-        """Attach the cell drawing, the alpha trajectory and a note to a trial whose files
-        are in ``files`` (``STATE_DIR/trials/KEY``)."""
+                      ops: Sequence[str], store: ArtifactStore) -> None:
+        """Attach the cell drawing, the alpha trajectory (uploaded to the study's artifact
+        ``store``) and a note to a trial whose files are in ``files``
+        (``STATE_DIR/trials/KEY``)."""
         cell = str(record.cell)
         (files / "cell.svg").write_text(figures.cell_svg(cell), encoding="utf-8")
         with (files / "alphas.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -49,7 +44,6 @@ class DashboardPublisher:
                 for edge, row in zip(edges, epoch["alpha_softmax"], strict=True):
                     for op, weight in zip(ops, row, strict=True):
                         writer.writerow([epoch["epoch"], edge, op, f"{weight:.6f}"])
-        store = artifact_store(files.parents[1])
         for name in ("cell.svg", "alphas.csv"):
             upload_artifact(artifact_store=store, file_path=str(files / name),
                             study_or_trial=trial)
@@ -106,17 +100,21 @@ def _trial_note(record: TrialRecord) -> str:
 
 
 def serve_dashboard(name: str, *, root: str | Path, storage: str | None = None,
-                    host: str = "127.0.0.1", port: int = 8080, read_only: bool = False) -> None:
-    """Serve a study's storage and artifacts in optuna-dashboard until interrupted;
-    ``read_only`` refuses every request that would change them (optuna-dashboard's API
-    has no authentication: anyone who reaches it may write and delete).
+                    artifacts: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+                    read_only: bool = False) -> None:
+    """Serve a study's storage and artifacts (those of the store ``artifacts`` names, else
+    of the one the study's config names, else of its folder) in optuna-dashboard until
+    interrupted; ``read_only`` refuses every request that would change them
+    (optuna-dashboard's API has no authentication: anyone who reaches it may write and
+    delete).
 
     Raises:
-        StudyError: no such study.
+        StudyError: no such study, or its artifact store cannot be opened.
     """
-    load_study(name, root=root, storage=storage)  # the study must exist
+    study = load_study(name, root=root, storage=storage)  # the study must exist
+    store = study_artifacts(study, artifacts) or local_artifacts(state_dir(root, name))
     app = optuna_dashboard.wsgi(make_storage(storage or default_storage(state_dir(root, name))),
-                                artifact_store=artifact_store(state_dir(root, name)))
+                                artifact_store=store)
     with make_server(host, port, _read_only(app) if read_only else app) as server:
         server.serve_forever()
 

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,10 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import from_dict, with_defaults
+from pipeline.outer.artifacts import ArtifactStore, download_metrics
 from pipeline.outer.picks import accuracy_of, best_trial, pareto_mask
 from pipeline.outer.record import StudySelection, TrialRecord
+from pipeline.outer.trials import METRICS
 from pipeline.results import figures
 from pipeline.search.build import describe
 
@@ -71,9 +74,11 @@ def trials_frame(trials: Sequence[FrozenTrial], selection: StudySelection | None
     return frame
 
 
-def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path | None) -> pd.DataFrame:
-    """Per-epoch metrics of every trial, read from its ``metrics.jsonl`` (none without a
-    state folder).
+def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path | None,
+                 artifacts: ArtifactStore | None = None) -> pd.DataFrame:
+    """Per-epoch metrics of every trial, read from its ``metrics.jsonl`` in the study's
+    state folder, else (a finished trial's, on a machine that lacks its files) from the
+    artifact store; none from neither.
 
     A retried trial shares its files with the attempt it retried; the latest attempt
     owns them.
@@ -84,15 +89,17 @@ def curves_frame(trials: Sequence[FrozenTrial], state_dir: Path | None) -> pd.Da
         if key is not None:
             latest[key] = trial
     parts = []
-    for key, trial in latest.items():
-        if state_dir is None:
-            break
-        records = read_metrics(state_dir / "trials" / key / "metrics.jsonl")
-        if not records:
-            continue
-        metrics = pd.DataFrame(records)
-        metrics["number"], metrics["state"] = trial.number, trial.state.name
-        parts.append(metrics.reindex(columns=list(CURVE_COLUMNS)))
+    with tempfile.TemporaryDirectory() as downloads:
+        for key, trial in latest.items():
+            path = None if state_dir is None else state_dir / "trials" / key / METRICS
+            if (path is None or not path.exists()) and artifacts is not None:
+                path = download_metrics(artifacts, trial, Path(downloads))
+            records = [] if path is None else read_metrics(path)
+            if not records:
+                continue
+            metrics = pd.DataFrame(records)
+            metrics["number"], metrics["state"] = trial.number, trial.state.name
+            parts.append(metrics.reindex(columns=list(CURVE_COLUMNS)))
     if not parts:
         return pd.DataFrame(columns=list(CURVE_COLUMNS))
     return pd.concat(parts, ignore_index=True).sort_values(["number", "epoch"])
@@ -204,15 +211,16 @@ def settings_rows(study: optuna.Study, frame: pd.DataFrame) -> list[tuple[str, s
 
 
 def write_report(study: optuna.Study, state_dir: Path | None, out_dir: Path, *,
-                 images: bool = False) -> Path:
+                 images: bool = False, artifacts: ArtifactStore | None = None) -> Path:
     """Write ``index.html`` (plotly.js inlined, so it opens offline) and ``trials.csv``;
     with ``images``, also each figure as a PNG beside them (see ``figures.write_images``).
+    Learning curves come from the study's folder ``state_dir``, else from ``artifacts``.
     """
     trials = study.get_trials(deepcopy=False)
     frame = trials_frame(trials, StudySelection.of(study))
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "trials.csv", index=False)
-    sections = _sections(study, trials, frame, state_dir)
+    sections = _sections(study, trials, frame, state_dir, artifacts)
     compared = _compare_csv(out_dir, study.study_name)
     if compared is not None:
         sections.append(("Methods side by side (globaldarts compare)",
@@ -226,11 +234,13 @@ def write_report(study: optuna.Study, state_dir: Path | None, out_dir: Path, *,
 
 
 def _sections(study: optuna.Study, trials: Sequence[FrozenTrial], frame: pd.DataFrame,
-              state_dir: Path | None) -> list[tuple[str, Any]]:
+              state_dir: Path | None, artifacts: ArtifactStore | None
+              ) -> list[tuple[str, Any]]:
     best = best_trial(trials)
     sections: list[tuple[str, Any]] = [
         ("Optimisation history", figures.history_figure(history_frame(frame))),
-        ("Learning curves", figures.curves_figure(curves_frame(trials, state_dir))),
+        ("Learning curves", figures.curves_figure(curves_frame(trials, state_dir,
+                                                               artifacts))),
     ]
     if best is not None:
         centre = next((t for t in trials if t.params and not any(t.params.values())), None)

@@ -200,14 +200,19 @@ def test_a_killed_worker_trial_is_retried_from_its_checkpoint(study_file: Path) 
     assert resumed_after >= done_before_kill - 1  # at most the epoch being written is lost
 
 
+@pytest.mark.parametrize("shared", [False, True])
 def test_dashboard_serves_the_study_and_its_artifacts(
-        study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        study_file: Path, tmp_path: Path, shared: bool,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """From the study's folder, or from the artifact store its workers shared (which the
+    study's config names), with the trial files uploaded there."""
     import socket
     import urllib.request
 
     root = study_file.parent
+    store = ["--artifacts", f"file://{tmp_path / 'store'}"] if shared else []
     assert cli.main(["search", str(study_file), "--root", str(root), "--n-trials", "1",
-                     "--set", "search.epochs=1"]) == 0
+                     "--set", "search.epochs=1", *store]) == 0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -233,7 +238,9 @@ def test_dashboard_serves_the_study_and_its_artifacts(
         detail = json.loads(get(f"/api/studies/{study['study_id']}?after=0"))
         [trial] = detail["trials"]
         names = {a["filename"]: a["artifact_id"] for a in trial["artifacts"]}
-        assert set(names) == {"cell.svg", "alphas.csv"}
+        assert set(names) == {"cell.svg", "alphas.csv"} | (
+            {"metrics.jsonl", "cell.txt"} if shared else set())
+        assert (root / "tiny" / "artifacts").exists() != shared
         svg = get(f"/artifacts/{study['study_id']}/{trial['trial_id']}/{names['cell.svg']}")
         assert svg.startswith(b"<svg")
         assert "cell" in trial["note"]["body"]

@@ -20,7 +20,8 @@ SELECT = ["--set", "select.rungs=[1, 2]", "--set", "select.train_images=100",
 def test_the_main_commands_raise_no_optuna_warning(study_file: Path, tmp_path: Path) -> None:
     root = str(study_file.parent)
     search = ["search", str(study_file), "--root", root, "--quiet", "--set",
-              "search.epochs=1", "--n-trials", "2"]
+              "search.epochs=1", "--n-trials", "2", "--artifacts",
+              f"file://{tmp_path / 'store'}"]
     assert cli.main(search) == 0
     assert cli.main(search) == 0  # resumed: its budget is spent
     assert cli.main(["status", "tiny", "--root", root]) == 0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
@@ -54,6 +55,12 @@ def _command(path: Path, storage: str, *options: str) -> list[str]:
 
 
 def _trials(name: str, root: Path, storage: str) -> list[FrozenTrial]:
+    if storage == POSTGRES:  # without a pool: the test holds no connection of its own
+        import sqlalchemy
+
+        database = optuna.storages.RDBStorage(
+            storage, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+        return optuna.load_study(study_name=name, storage=database).get_trials()
     return load_study(name, root=root, storage=storage).get_trials()
 
 
@@ -228,6 +235,7 @@ def _backends(connection: Any) -> list[int]:
     rows = connection.execute(sqlalchemy.text(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
         "AND pid <> pg_backend_pid()")).fetchall()
+    connection.rollback()  # the server keeps one snapshot of the activity per transaction
     return [row[0] for row in rows]
 
 
@@ -262,3 +270,57 @@ def test_a_worker_keeps_few_postgres_connections_and_replaces_dropped_ones() -> 
         watcher.execute(sqlalchemy.text(f"SELECT pg_terminate_backend({int(pid)})"))
     watcher.close()
     storage.get_all_studies()  # a dropped connection is replaced, not failed on
+
+
+def test_eight_workers_on_postgres_lose_nothing_repeat_nothing_and_hold_few_connections(
+        tmp_path: Path, unique_study: tuple[Path, str]) -> None:
+    """The cluster worker line as 8 processes on one PostgreSQL database, one killed
+    mid-trial: every trial of the budget completes once, and the server's connections
+    stay within each worker's pool."""
+    import threading
+
+    import sqlalchemy
+
+    from pipeline.outer.storage import POOL_OVERFLOW, POOL_SIZE
+
+    path, name = unique_study
+    storage = _storage("postgresql", tmp_path)
+    budget, size = 12, 8
+    command = _command(path, storage, "--n-trials", str(budget), "--set", "search.epochs=4",
+                       "--set", "outer.heartbeat_interval=1", "--set", "outer.grace_period=3")
+    watcher = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool).connect()
+    before, counts, stop = len(_backends(watcher)), [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            counts.append(len(_backends(watcher)) - before)
+            stop.wait(0.2)
+
+    workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=ONE_THREAD) for _ in range(size)]
+    counting = threading.Thread(target=watch)
+    counting.start()
+    try:
+        victim = workers[0]
+        _wait_for_epochs(name, path.parent, storage, f"{socket.gethostname()}:{victim.pid}",
+                         epochs=1)
+        victim.kill()
+        victim.wait()
+        for worker in workers[1:]:
+            _, err = worker.communicate(timeout=240)
+            assert worker.returncode == 0, err
+    finally:
+        stop.set()
+        counting.join()
+        watcher.close()
+        for worker in workers:
+            worker.kill()
+
+    trials = _trials(name, path.parent, storage)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == budget  # none lost
+    assert len({t.user_attrs["original_number"] for t in complete}) == budget  # none twice
+    assert any(t.user_attrs.get("fail_reason", "").startswith("interrupted") for t in trials)
+    print(f"\nconnections of {size} workers: peak {max(counts)}, "
+          f"bound {size * (POOL_SIZE + POOL_OVERFLOW)}")
+    assert max(counts) <= size * (POOL_SIZE + POOL_OVERFLOW) + 1  # + the test's own query
