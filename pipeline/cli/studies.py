@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli.options import set_options, storage_options
+from pipeline.cli.options import artifacts_options, set_options, storage_options
 from pipeline.config import ConfigError
 
 
@@ -58,7 +58,7 @@ class Fork:
 class Delete:
     name = "delete"
     help = "delete a study and its folder (its study file stays)"
-    parents = (storage_options,)
+    parents = (storage_options, artifacts_options)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="the study to delete")
@@ -76,7 +76,7 @@ class Delete:
             raise ConfigError(f"deleting study {args.study!r} removes its trials, checkpoints "
                               "and artifacts for good; add --yes to do it")
         deleted = delete_study(args.study, root=args.root, storage=args.storage,
-                               force=args.force)
+                               artifacts=args.artifacts, force=args.force)
         print(f"deleted        study {args.study} ({deleted.trials} trials)"
               + ("" if deleted.folder is None else f" and its folder {deleted.folder}"))
         for note in deleted.notes:

@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import (
@@ -25,6 +25,7 @@ from optuna.artifacts import (
     Boto3ArtifactStore,
     FileSystemArtifactStore,
     download_artifact,
+    get_all_artifact_meta,
     upload_artifact,
 )
 from optuna.artifacts.exceptions import ArtifactNotFound
@@ -40,17 +41,39 @@ logger = logging.getLogger(__name__)
 
 
 class ArtifactStore(Backoff):
-    """An artifact store whose reads and writes Optuna's ``Backoff`` retries. A removal is
-    tried once on the store itself: ``Backoff.remove`` goes on deleting after it succeeded,
-    sleeping between tries, about 80 s on S3 (optuna#6843), and a checkpoint left over
-    costs space only."""
+    """An artifact store whose reads and writes Optuna's ``Backoff`` retries (10 tries over
+    about a minute). One that still fails raises ``OSError``, as a full disk does: not the
+    search's doing, so its trial is failed as resumable and retried from its checkpoint. A
+    removal is tried once on the store itself: ``Backoff.remove`` goes on deleting after it
+    succeeded, sleeping between tries, about 80 s on S3 (optuna#6843), and a checkpoint
+    left over costs space only."""
 
     def __init__(self, backend: FileSystemArtifactStore | Boto3ArtifactStore) -> None:
         super().__init__(backend)
         self.backend = backend
 
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        with _as_io_error():
+            return super().open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        with _as_io_error():
+            super().write(artifact_id, content_body)
+
     def remove(self, artifact_id: str) -> None:
         self.backend.remove(artifact_id)
+
+
+@contextlib.contextmanager
+def _as_io_error() -> Iterator[None]:
+    """Raise a store's failure (S3 clients raise their own kinds) as ``OSError``; a missing
+    artifact stays ``ArtifactNotFound``."""
+    try:
+        yield
+    except (OSError, ArtifactNotFound):
+        raise
+    except Exception as error:
+        raise OSError(f"artifact store: {error}") from error
 KEPT_CHECKPOINTS = 2
 
 
@@ -218,8 +241,25 @@ def download_metrics(store: ArtifactStore, trial: FrozenTrial, folder: Path) -> 
     path = folder / f"{trial.number}-{METRICS}"
     try:
         download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
-    except ArtifactNotFound:
-        logger.warning("trial %d: its metrics are missing from the artifact store",
-                       trial.number)
+    except (ArtifactNotFound, OSError) as error:
+        logger.warning("trial %d: its metrics cannot be read from the artifact store: %s",
+                       trial.number, error)
         return None
     return path
+
+
+def remove_study_artifacts(store: ArtifactStore, study: optuna.Study,
+                           storage: optuna.storages.BaseStorage) -> int:
+    """Remove every file the trials of ``study`` (in ``storage``) keep in ``store``: their
+    checkpoints and uploads. Returns how many were there."""
+    removed = 0
+    for trial in study.get_trials(deepcopy=False):
+        ids = {i for _, i in TrialRecord.of(trial).checkpoints or []}
+        ids |= {meta.artifact_id for meta in get_all_artifact_meta(trial, storage=storage)}
+        for artifact_id in ids:
+            try:
+                store.remove(artifact_id)
+                removed += 1
+            except ArtifactNotFound:
+                pass
+    return removed

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import ConfigError, StudyConfig, load, with_overrides, write
+from pipeline.outer.artifacts import remove_study_artifacts, study_artifacts
 from pipeline.outer.budget import Budget, budget_spent
 from pipeline.outer.cores import live_registrations, local_worker, worker_lives
 from pipeline.outer.folder import belongs
@@ -142,16 +143,19 @@ class Deletion:
 
 
 def delete_study(name: str, *, root: str | Path, storage: str | None = None,
-                 force: bool = False) -> Deletion:
-    """Delete a study from its storage, and its state folder (checkpoints, metrics,
-    artifacts) if the folder is its own; its study file stays. A study that a live
-    worker holds is refused unless ``force``.
+                 artifacts: str | None = None, force: bool = False) -> Deletion:
+    """Delete a study from its storage, its state folder (checkpoints, metrics,
+    artifacts) if the folder is its own, and its files in the artifact store its workers
+    shared (``artifacts``, else the one its config names); its study file stays. A study
+    that a live worker holds is refused unless ``force``.
 
     Raises:
-        StudyError: no such study, or a live worker holds it and ``force`` is not given.
+        StudyError: no such study, its artifact store cannot be opened, or a live worker
+            holds it and ``force`` is not given.
     """
     study = load_study(name, root=root, storage=storage)
     storage_url = storage or default_storage(state_dir(root, name))
+    store = study_artifacts(study, artifacts)
     if not force:
         holders = live_holders(study, root=root)
         if holders:
@@ -161,6 +165,9 @@ def delete_study(name: str, *, root: str | Path, storage: str | None = None,
     folder = state_dir(root, name)
     own = folder.exists() and belongs(folder, study, storage_url)
     notes = _forks_of(name, root=root)
+    if store is not None:
+        removed = remove_study_artifacts(store, study, make_storage(storage_url))
+        notes.append(f"{removed} files removed from its artifact store")
     if storage is not None:
         optuna.delete_study(study_name=name, storage=make_storage(storage))
     if own:

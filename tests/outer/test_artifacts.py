@@ -200,3 +200,42 @@ def test_a_trial_keeps_its_last_two_checkpoints_and_falls_back_past_a_damaged_on
     assert "no checkpoint in the artifact store can be used; it restarts" in caplog.text
     _checkpoint(local, 3, meta)
     assert fetch() == 3  # a local copy as far on stays
+
+
+def test_deleting_a_study_removes_its_files_from_the_store(
+        study_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, store = str(study_file.parent), tmp_path / "store"
+    assert cli.main(["search", str(study_file), "--root", root, "--n-trials", "1", "-q",
+                     "--set", "search.epochs=3", "--artifacts", f"file://{store}"]) == 0
+    kept = len(list(store.iterdir()))
+    assert kept == KEPT_CHECKPOINTS + 4  # and metrics, cell, cell drawing, alphas
+    capsys.readouterr()
+    assert cli.main(["delete", "tiny", "--root", root, "--yes"]) == 0
+    assert f"{kept} files removed from its artifact store" in capsys.readouterr().out
+    assert not list(store.iterdir())
+
+
+def test_a_store_that_keeps_failing_is_an_io_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Backoff's retries, a store's own error (an S3 client's, say) is an OSError, as
+    a full disk is: its trial is failed as resumable, not counted."""
+    import io
+
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from pipeline.outer.artifacts import ArtifactStore
+    from pipeline.outer.trials import failure_reason, resumable
+
+    class Down:
+        def write(self, artifact_id: str, body: object) -> None:
+            raise RuntimeError("endpoint unreachable")
+
+        def open_reader(self, artifact_id: str) -> None:
+            raise ArtifactNotFound(artifact_id)
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # Backoff's waits
+    store = ArtifactStore(Down())  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="artifact store: endpoint unreachable") as error:
+        store.write("x", io.BytesIO(b""))
+    assert resumable(failure_reason(error.value))
+    with pytest.raises(ArtifactNotFound):
+        store.open_reader("x")
