@@ -53,6 +53,10 @@ class Compare:
                             help="also choose each study's cell by the selection stage (the "
                             "study file's [select]; see globaldarts select), its epochs "
                             "counted beside the search's")
+        parser.add_argument("--first", type=whole_number(1), metavar="N",
+                            help="also tabulate each study as its first N searches left it "
+                            "(with --select, the judge's pick among their cells too): the "
+                            "first_* columns")
         parser.add_argument("--jobs", type=whole_number(1), default=1, metavar="N",
                             help="run N of the method-and-seed studies side by side, each in "
                             "its own process with 1/N of the CPU threads (default 1)")
@@ -76,14 +80,15 @@ class Compare:
                     progress=progress, publisher=DashboardPublisher())
         if args.select:
             for study in comparison.all_studies:
-                run_selection(study.config, root=args.root, storage=args.storage,
-                              device=device)
+                for searches in (None, args.first) if args.first else (None,):
+                    run_selection(study.config, root=args.root, storage=args.storage,
+                                  device=device, searches=searches)
         out_dir = comparison.out_dir(args.out)
         frame = tabulate_comparison(comparison, root=args.root, out_dir=out_dir,
                                     storage=args.storage, table=table,
                                     retrain_epochs=args.retrain_epochs, device=device,
                                     progress=progress, images=args.images, picks=picks,
-                                    setting=args.setting)
+                                    setting=args.setting, first=args.first)
         _print_tables(frame, seeds=args.seeds)
         print(f"table          {out_dir / 'compare.csv'} (summary: {out_dir / 'summary.csv'})")
         print(f"figure         {out_dir / 'compare.html'}")
@@ -116,6 +121,7 @@ def _checked_outputs(config: StudyConfig, args: argparse.Namespace
 # What a reader needs first of each method's pick; compare.csv keeps every column.
 SHOWN = {"best_value": "objective", "cut_off": "cut off", "best_cifar10_test": "CIFAR-10 (table)",
          "max_cifar10_test": "best of its cells", "judge_cifar10_test": "judge (table)",
+         "first_judge_cifar10_test": "judge, first searches",
          "retrain_test_acc": "retrained",
          "params_M": "params (M)", "skip_share": "skip", "none_share": "none",
          "trials": "trials", "epochs": "epochs", "select_budget": "select epochs"}

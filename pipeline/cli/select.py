@@ -30,6 +30,9 @@ class Select:
                             "[select] section holds the settings")
         parser.add_argument("--top", type=int, metavar="N",
                             help="only the N best distinct cells by the trial objective")
+        parser.add_argument("--first", type=int, metavar="N",
+                            help="only the cells of the study's first N searches (a "
+                            "selection of its own, kept beside the one among all)")
         parser.add_argument("--restart", action="store_true",
                             help="drop a selection begun before (its trials and "
                             "checkpoints) and begin anew")
@@ -44,13 +47,15 @@ class Select:
         signal.signal(signal.SIGTERM, raise_terminated)
         selection = run_selection(config, root=args.root, storage=args.storage,
                                   device=pick_device(args.device), restart=args.restart,
-                                  progress=show_progress(args))
+                                  progress=show_progress(args), searches=args.first)
         study = load_study(config.name, root=args.root, storage=args.storage)
         DashboardPublisher().publish_study(study)  # its note shows the selection
         best = best_trial(study.get_trials(deepcopy=False))
         print(f"selected cell  {selection.cell}")
         print(f"judge          {selection.judge}: {selection.candidates} "
-              f"candidates, {selection.epochs} epochs of training; trials "
+              f"candidates" + ("" if args.first is None else
+                               f" of the first {args.first} searches")
+              + f", {selection.epochs} epochs of training; trials "
               f"{', '.join(map(str, selection.trials))} ended on it")
         if best is not None:
             print(f"trial objective's pick  {TrialRecord.of(best).cell} (trial {best.number})")

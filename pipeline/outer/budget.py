@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import BUDGET_MET, SURPLUS, resumable, surplus
+from pipeline.outer.trials import BUDGET_MET, SURPLUS, original_number, resumable, surplus
 from pipeline.search.build import search_epochs
 
 
@@ -28,6 +28,14 @@ def counted(trial: FrozenTrial) -> bool:
 def trials_used(trials: Sequence[FrozenTrial]) -> int:
     """How many trials count against a study's budget (see ``counted``)."""
     return sum(counted(trial) for trial in trials)
+
+
+def first_searches(trials: Sequence[FrozenTrial], count: int) -> list[FrozenTrial]:
+    """The study as its first ``count`` searches left it: the first ``count`` trials that
+    count against the budget, in the order they were proposed (a retry by its original
+    number)."""
+    done = sorted((t for t in trials if counted(t)), key=original_number)
+    return done[:count]
 
 
 def epochs_used(trials: Sequence[FrozenTrial]) -> int:

@@ -93,23 +93,34 @@ SELECTED = "selected"  # the study attribute that holds the selection stage's pi
 @dataclass(frozen=True, slots=True)
 class StudySelection:
     """The cell that the selection stage (``globaldarts select``) chose among a study's
-    cells, the study's trials that ended on it, the judge that chose it, how many cells
-    it chose among and the epochs it trained them."""
+    cells (those of its first ``searches`` searches; None: all), the study's trials that
+    ended on it, the judge that chose it, how many cells it chose among and the epochs it
+    trained them."""
 
     cell: str
     trials: tuple[int, ...]
     judge: str
     candidates: int
     epochs: int
+    searches: int | None = None
 
     def store(self, study: optuna.Study) -> None:
-        """Write the selection into the study (it replaces any earlier one)."""
-        study.set_user_attr(SELECTED, {**dataclasses.asdict(self), "trials": list(self.trials)})
+        """Write the selection into the study (it replaces any earlier one of the same
+        searches)."""
+        study.set_user_attr(selection_attr(self.searches),
+                            {**dataclasses.asdict(self), "trials": list(self.trials)})
 
     @classmethod
-    def of(cls, study: optuna.Study) -> StudySelection | None:
-        """The selection written into ``study``; None if no selection ran."""
-        stored = study.user_attrs.get(SELECTED)
+    def of(cls, study: optuna.Study, searches: int | None = None) -> StudySelection | None:
+        """The selection among the cells of the study's first ``searches`` searches (None:
+        all) written into ``study``; None if no such selection ran."""
+        stored = study.user_attrs.get(selection_attr(searches))
         if not isinstance(stored, dict):
             return None
         return cls(**{**stored, "trials": tuple(stored["trials"])})
+
+
+def selection_attr(searches: int | None) -> str:
+    """The study attribute that holds the selection among the cells of its first
+    ``searches`` searches (None: all of them)."""
+    return SELECTED if searches is None else f"{SELECTED}_first_{searches}"

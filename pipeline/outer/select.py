@@ -14,6 +14,7 @@ order of arrival, which this stage must not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -29,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from pipeline.config import ConfigError, SelectConfig, StudyConfig, to_dict
+from pipeline.outer.budget import first_searches
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import StudyError, default_storage, make_storage
@@ -135,34 +137,46 @@ def check_select(select: SelectConfig) -> None:
 
 
 def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None = None,
-                  device: torch.device, restart: bool = False,
-                  progress: bool = False) -> StudySelection:
-    """Select among the cells of the study ``config`` names, by its ``[select]`` settings
+                  device: torch.device, restart: bool = False, progress: bool = False,
+                  searches: int | None = None) -> StudySelection:
+    """Select among the cells of the study ``config`` names (those of its first
+    ``searches`` searches, by ``first_searches``; None: all), by its ``[select]`` settings
     (see the module's doc), resuming a selection begun before; write the pick into the
     study (its ``selected`` attribute). ``restart`` drops a selection begun before, its
     trials and its checkpoints. ``progress`` shows a bar per rung.
 
     Raises:
         StudyError: no such study, or one without a complete trial.
-        ConfigError: an unknown zero-cost score.
+        ConfigError: an unknown zero-cost score, or ``searches`` below 1.
         DatasetError: the study's images leave none for the selection.
     """
     check_select(config.select)
+    if searches is not None and searches < 1:
+        raise ConfigError(f"--first {searches}: it must be >= 1")
     study = load_study(config.name, root=root, storage=storage)
-    found = candidates(study.get_trials(deepcopy=False), config.select.top)
+    trials = study.get_trials(deepcopy=False)
+    found = candidates(trials if searches is None else first_searches(trials, searches),
+                       config.select.top)
     if not found:
         raise StudyError(f"study {config.name!r} has no complete trial with a cell to "
                          "select from")
     data = judge_data(config, device) if len(found) > 1 else None  # before anything is made
     url = storage or default_storage(state_dir(root, config.name))
+    name = selection_name(config.name, searches)
+    folder = state_dir(root, config.name) / name.removeprefix(config.name + "-")
     if restart:
-        _forget(config.name + SUFFIX, make_storage(url), state_dir(root, config.name) / "select")
-    stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None),
-                   folder=state_dir(root, config.name) / "select", claims_root=Path(root),
-                   progress=progress)
-    selection = stage.run(data)
+        _forget(name, make_storage(url), folder)
+    stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None), name=name,
+                   folder=folder, claims_root=Path(root), progress=progress)
+    selection = dataclasses.replace(stage.run(data), searches=searches)
     selection.store(study)
     return selection
+
+
+def selection_name(study: str, searches: int | None) -> str:
+    """The name of the selection study among the cells of the first ``searches`` searches
+    of ``study`` (None: all): ``NAME-select``, ``NAME-select-first-5``."""
+    return study + SUFFIX + ("" if searches is None else f"-first-{searches}")
 
 
 class _Stage:
@@ -170,12 +184,12 @@ class _Stage:
     rung, the candidates it can claim trained, and each rung decided."""
 
     def __init__(self, config: StudyConfig, found: list[Candidate],
-                 storage: optuna.storages.BaseStorage, *, folder: Path,
+                 storage: optuna.storages.BaseStorage, *, name: str, folder: Path,
                  claims_root: Path, progress: bool = False) -> None:
         self.config, self.select = config, config.select
         self.found = {c.cell: c for c in found}
         self.folder, self.claims_root, self.progress = folder, claims_root, progress
-        self.study = optuna.create_study(study_name=config.name + SUFFIX, storage=storage,
+        self.study = optuna.create_study(study_name=name, storage=storage,
                                          load_if_exists=True, direction="maximize",
                                          sampler=optuna.samplers.RandomSampler(seed=0))
         self.seeds = [judge_seed(config, k) for k in range(self.select.repeats)]

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from pipeline.checkpoint import atomic_write
 from pipeline.config import ConfigError, StudyConfig
-from pipeline.outer.budget import counted, epochs_used, trials_used
+from pipeline.outer.budget import counted, epochs_used, first_searches, trials_used
 from pipeline.outer.methods import Comparison, MethodStudy, method_config
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.record import StudySelection, TrialRecord
@@ -38,14 +38,15 @@ except ImportError:  # pragma: no cover - Windows
 
 SUMMARY_COLUMNS = ("cut_off", "best_value", *(f"best_{name}_test" for name in TABLE_DATASETS),
                    "judge_cifar10_test", "judge_regret", "select_epochs", "select_budget",
-                   "total_epochs",
+                   "total_epochs", "first_best_cifar10_test", "first_max_cifar10_test",
+                   "first_judge_cifar10_test", "first_judge_regret", "first_total_epochs",
                    "params_M", "skip_share", "pool_share",
                    "none_share", "mean_cifar10_test", "max_cifar10_test", "retrain_test_acc",
                    "front_size", "front_hypervolume", "front_mean_cifar10_test", "epochs",
                    "trials")
 
 
-def method_row(method: str, seed: int, trials: list[Any],
+def method_row(method: str, seed: int, trials: Sequence[Any],
                table: pd.DataFrame | None) -> dict[str, Any]:
     """One method's outcome for one study seed: its best trial by its own objective (never
     by the table), and the spread over its trials."""
@@ -82,19 +83,51 @@ def method_row(method: str, seed: int, trials: list[Any],
     return row
 
 
+def study_row(study: MethodStudy, trials: Sequence[Any], *, root: str | Path,
+              storage: str | None, table: pd.DataFrame | None,
+              first: int | None = None) -> dict[str, Any]:
+    """A method's study in one row: its pick and spread (``method_row``), its epochs, the
+    judge's pick (``judge_row``) and the total of search and selection epochs; with
+    ``first``, the same as its first ``first`` searches left it, in ``first_`` columns
+    (the judge's, where a selection among their cells ran)."""
+    config = study.config
+    row = {"variant": config.search.variant, "selection": config.search.selection,
+           "arch_lr": config.search.arch_lr, "start_space": config.start.alpha_space,
+           **method_row(study.method, study.seed, trials, table),
+           **extra_epochs(config, trials),
+           **judge_row(study, root=root, storage=storage, table=table)}
+    if first is not None:
+        early = {**method_row(study.method, study.seed, first_searches(trials, first), table),
+                 **judge_row(study, root=root, storage=storage, table=table, searches=first)}
+        row["first_searches"] = first
+        row.update({f"first_{key}": early.get(key) for key in FIRST_COLUMNS})
+    for prefix in ("", "first_") if first is not None else ("",):
+        if row.get(f"{prefix}select_budget") is not None:
+            row[f"{prefix}total_epochs"] = row[f"{prefix}epochs"] + row[f"{prefix}select_budget"]
+    return row
+
+
+# What ``study_row`` records of a study's first searches.
+FIRST_COLUMNS = ("best_cifar10_test", "max_cifar10_test", "pick_from_centre", "params_M",
+                 "cut_off", "epochs", "judge_cifar10_test", "judge_regret",
+                 "judge_from_centre", "select_budget")
+
+
 def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
-              table: pd.DataFrame | None) -> dict[str, Any]:
-    """The selection stage's pick of a method's study, if it ran (``compare --select``):
-    the judge, its cell, whether plain DARTS' own start (the centre trial) found it, its
-    epochs, and the method's total: its search epochs and the selection's at its full
-    cost for its ``top`` candidates (what every method is charged, however many cells it
-    found). With a table: the pick's score and the judge's regret, the best candidate's
-    score minus the pick's."""
+              table: pd.DataFrame | None, searches: int | None = None) -> dict[str, Any]:
+    """The selection stage's pick of a method's study (among the cells of its first
+    ``searches`` searches; None: all), if it ran (``compare --select``): the judge, its
+    cell, whether plain DARTS' own start (the centre trial) found it, its epochs, and the
+    selection's at its full cost for its ``top`` candidates (what every method is charged,
+    however many cells it found). With a table: the pick's score and the judge's regret,
+    the best candidate's score minus the pick's."""
     found = load_study(study.config.name, root=root, storage=storage)
-    selection = StudySelection.of(found)
+    selection = StudySelection.of(found, searches)
     if selection is None:
         return {}
     select, trials = study.config.select, found.get_trials(deepcopy=False)
+    if searches is not None:
+        trials = first_searches(trials, searches)
     centre = baseline_trial(trials)
     row: dict[str, Any] = {
         "judge": selection.judge, "judge_cell": selection.cell,
@@ -120,7 +153,13 @@ PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch
                 "judge_regret": "judge_regret", "judge_from_centre": "judge_from_centre",
                 "pick_from_centre": "pick_from_centre",
                 "select_budget": "select_budget",
-                "cut_off": "cut_off", "epochs": "epochs"}
+                "cut_off": "cut_off", "epochs": "epochs",
+                "first_searches": "first_searches", "first_best_cifar10_test": "first_cifar10",
+                "first_max_cifar10_test": "first_best_of_its_cells",
+                "first_judge_cifar10_test": "first_judge_cifar10",
+                "first_judge_regret": "first_judge_regret",
+                "first_pick_from_centre": "first_pick_from_centre",
+                "first_judge_from_centre": "first_judge_from_centre"}
 PICK_KEY = ["setting", "variant", "start_space", "method", "seed"]
 
 
@@ -193,10 +232,11 @@ def tabulate_comparison(comparison: Comparison, *, root: str | Path, out_dir: Pa
                         storage: str | None = None, table: pd.DataFrame | None = None,
                         retrain_epochs: int = 0, device: torch.device | None = None,
                         progress: bool = False, images: bool = False,
-                        picks: Path | None = None, setting: str | None = None
-                        ) -> pd.DataFrame:
+                        picks: Path | None = None, setting: str | None = None,
+                        first: int | None = None) -> pd.DataFrame:
     """Tabulate a comparison whose studies have run: each inner search's tables in its own
-    folder (``Comparison.variant_dirs``) and, for several, all of them in ``out_dir``;
+    folder (``Comparison.variant_dirs``) and, for several, all of them in ``out_dir``
+    (with ``first``, each study also as its first ``first`` searches left it);
     with ``picks``, every pick into that CSV under ``setting`` (by default the study's
     name). Returns the comparison's frame (a row per inner search, method and seed).
 
@@ -206,7 +246,7 @@ def tabulate_comparison(comparison: Comparison, *, root: str | Path, out_dir: Pa
     frames = [compare_studies(config, comparison.studies[config.name], root=root,
                               out_dir=folder, storage=storage, table=table,
                               retrain_epochs=retrain_epochs, device=device,
-                              progress=progress, images=images)
+                              progress=progress, images=images, first=first)
               for config, folder in zip(comparison.configs, comparison.variant_dirs(out_dir),
                                         strict=True)]
     frame = (combine(frames, out_dir, comparison.name, images=images) if len(frames) > 1
@@ -384,9 +424,10 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
                     root: str | Path, out_dir: Path, storage: str | None = None,
                     table: pd.DataFrame | None = None, retrain_epochs: int = 0,
                     device: torch.device | None = None, progress: bool = False,
-                    images: bool = False) -> pd.DataFrame:
+                    images: bool = False, first: int | None = None) -> pd.DataFrame:
     """Tabulate a comparison's finished studies (see ``pipeline.outer.methods``): write
-    ``compare.csv`` (a row per method and seed), ``summary.csv`` (a row per method),
+    ``compare.csv`` (a row per method and seed; with ``first``, each also as its first
+    ``first`` searches left it, see ``study_row``), ``summary.csv`` (a row per method),
     ``compare.md`` (both as markdown), ``incumbents.csv`` and ``compare.html``. With a
     ground-truth table, ``trials.csv`` scores every complete trial's cell and
     ``epochs.csv`` the cell after each of its epochs. With ``images``, each figure is also
@@ -408,13 +449,7 @@ def compare_studies(config: StudyConfig, studies: Sequence[MethodStudy], *,
         method, seed = study.method, study.seed
         trials = load_study(study.config.name, root=root, storage=storage).get_trials(
             deepcopy=False)
-        row = {"variant": config.search.variant, "selection": config.search.selection,
-               "arch_lr": config.search.arch_lr, "start_space": config.start.alpha_space,
-               **method_row(method, seed, trials, table),
-               **extra_epochs(study.config, trials),
-               **judge_row(study, root=root, storage=storage, table=table)}
-        if "select_budget" in row:
-            row["total_epochs"] = row["epochs"] + row["select_budget"]
+        row = study_row(study, trials, root=root, storage=storage, table=table, first=first)
         if retrain_epochs and "cell" in row:
             checkpoint = out_dir / f"retrain-s{seed}-{method}" / "ckpt.pt"
             row["retrain_test_acc"] = retrain_cell(

@@ -186,7 +186,8 @@ def test_a_killed_selection_resumes_to_the_uninterrupted_result(
 
 
 @pytest.mark.parametrize("args", [
-    ["--top", "0"], ["--set", "select.reduction=1"], ["--set", "select.rungs=[2, 2]"],
+    ["--top", "0"], ["--first", "0"], ["--set", "select.reduction=1"],
+    ["--set", "select.rungs=[2, 2]"],
     ["--set", "select.rank=['vote']"], ["--set", "select.zero_cost=flops",
                                          "--set", "select.zero_cost_drop=0.5"],
     ["--set", "data.subset=0"], ["--set", "select.train_images=5000"]])
@@ -231,6 +232,53 @@ def test_compare_charges_every_method_the_same_selection(
     assert (frame["total_epochs"] == frame["epochs"] + frame["select_budget"]).all()
     assert frame["judge_cell"].tolist() == [CELLS[0], CELLS[2], CELLS[2]]
     assert "judge" in (tmp_path / "out" / "compare.csv").read_text()
+
+
+def test_a_study_is_also_judged_as_its_first_searches_left_it(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compare --first 3``: the judge picks among the first three searches' cells in a
+    selection of its own, and the row says what the study had then beside what it has."""
+    config = with_overrides(tiny_config, SELECT)
+    _fake_rungs(monkeypatch, {cell: float(k) for k, cell in enumerate(CELLS)})
+    [study] = method_studies(config)[:1]
+    _finished_study(tmp_path, study.config, CELLS)
+    early = run_selection(study.config, root=tmp_path, device=CPU, searches=3)
+    whole = run_selection(study.config, root=tmp_path, device=CPU)
+    found = load_study(study.config.name, root=tmp_path)
+    assert (early.cell, early.candidates, early.searches) == (CELLS[2], 3, 3)
+    assert StudySelection.of(found, 3) == early and StudySelection.of(found) == whole
+    assert whole.cell == CELLS[5] and _outcome(tmp_path, study.config.name)[CELLS[5]][0] == \
+        "COMPLETE"
+    truth = {cell: 90.0 + k for k, cell in enumerate(CELLS)}
+    table = pd.DataFrame({"arch_str": CELLS, **{f"{name}_test": list(truth.values())
+                                                for name in TABLE_DATASETS}})
+    [row] = compare_studies(config, [study], root=tmp_path, out_dir=tmp_path / "out",
+                            table=table.set_index("arch_str"), first=3).to_dict("records")
+    assert row["first_searches"] == 3
+    assert (row["first_best_cifar10_test"], row["first_max_cifar10_test"]) == (90.0, 92.0)
+    assert (row["first_judge_cifar10_test"], row["first_judge_regret"]) == (92.0, 0.0)
+    assert row["first_total_epochs"] == row["first_epochs"] + selection_epochs(
+        config.select, 3)
+    assert row["judge_cifar10_test"] == 95.0 and row["first_pick_from_centre"]
+    with pytest.raises(ConfigError, match="--first 0"):
+        run_selection(study.config, root=tmp_path, device=CPU, searches=0)
+
+
+def test_the_first_searches_are_those_proposed_first_a_retry_in_its_place() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    from pipeline.outer.budget import first_searches
+
+    def trial(number: int, state: TrialState, **attrs: object) -> optuna.trial.FrozenTrial:
+        made = create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None,
+                            user_attrs=attrs)
+        made.number = number
+        return made
+
+    trials = [trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL, fail_reason="interrupted"),
+              trial(2, TrialState.PRUNED), trial(3, TrialState.FAIL, fail_reason="surplus: x"),
+              trial(4, TrialState.COMPLETE), trial(5, TrialState.COMPLETE, original_number=1)]
+    assert [t.number for t in first_searches(trials, 3)] == [0, 5, 2]
 
 
 @pytest.mark.parametrize("objective, extra", [
