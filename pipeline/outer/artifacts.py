@@ -38,6 +38,7 @@ from pipeline.outer.trials import CELL, METRICS
 
 logger = logging.getLogger(__name__)
 
+KEPT_CHECKPOINTS = 2  # a trial's checkpoints in the store: its last two
 
 
 class ArtifactStore(Backoff):
@@ -74,7 +75,6 @@ def _as_io_error() -> Iterator[None]:
         raise
     except Exception as error:
         raise OSError(f"artifact store: {error}") from error
-KEPT_CHECKPOINTS = 2
 
 
 def open_artifacts(url: str) -> ArtifactStore:
