@@ -20,6 +20,7 @@ def _full_record() -> TrialRecord:
     return TrialRecord(
         original_number=3, trial_key="00003", seed=7, init_seed=2, device="cpu", threads=2,
         worker="host:12", worker_started="99", resumed_from_epoch=1, same_search_as="a/00001",
+        checkpoints=[[3, "checkpoint-a"], [4, "checkpoint-b"]], metrics_artifact="m-1",
         cell="|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|",
         supernet_acc=91.5, discrete_acc=None, trained_acc=88.25, judged=-1.5, train_time_s=3.5,
         eval_params_M=0.25, alpha_softmax=[[0.5, 0.5], [0.25, 0.75]], epochs_run=4,
