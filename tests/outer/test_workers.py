@@ -69,7 +69,9 @@ def test_two_workers_split_one_budget(kind: str, tmp_path: Path,
                                       unique_study: tuple[Path, str]) -> None:
     path, name = unique_study
     storage = _storage(kind, tmp_path)
-    command = _command(path, storage, "--n-trials", "8", "--set", "search.epochs=2")
+    # searches long enough that one worker cannot finish a generation before the other
+    # has started (a worker's start takes seconds on two busy cores)
+    command = _command(path, storage, "--n-trials", "8", "--set", "search.epochs=4")
     workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, env=ONE_THREAD) for _ in range(2)]
     for worker in workers:
