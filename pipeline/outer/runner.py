@@ -92,11 +92,14 @@ def _ask(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: Trial
                 with _heartbeats(study, storage, [trial.number]):
                     runs.append(steps.begin(trial, wait=not runs))
             except SurplusTrialError:
-                study.tell(trial, state=TrialState.FAIL)
+                _end(study, trial, TrialState.FAIL)
                 break
             except optuna.TrialPruned:  # a search taken over, pruned at an epoch it ran
-                study.tell(trial, state=TrialState.PRUNED)
+                _end(study, trial, TrialState.PRUNED)
             except BaseException as error:
+                if isinstance(error, Exception) and finished_elsewhere(error):
+                    _ended_elsewhere(trial.number, error)  # while it was being set up
+                    continue
                 _tell_failed(study, trial, error)
                 raise
     except BaseException as error:
@@ -175,7 +178,7 @@ def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun]
                 TrialRecord(fail_reason=reason).store(run.trial)
             study.tell(run.trial, state=state)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
-            _ended_elsewhere(run, error)
+            _ended_elsewhere(run.trial.number, error)
             state = TrialState.FAIL
         run.claim.release()
         population.drop(run.search)
@@ -217,7 +220,19 @@ def _epoch_ended(steps: TrialSteps, run: TrialRun, result: EpochRecord | Diverge
         end(run, TrialState.FAIL)
 
 
-def _ended_elsewhere(run: TrialRun, error: Exception) -> None:
+def _end(study: optuna.Study, trial: optuna.Trial, state: TrialState) -> None:
+    """Tell a trial's end; one that another worker ended meanwhile stays as it ended.
+
+    Raises:
+        ValueError: the tell failed otherwise.
+    """
+    try:
+        study.tell(trial, state=state)
+    except ValueError as error:
+        _ended_elsewhere(trial.number, error)
+
+
+def _ended_elsewhere(number: int, error: Exception) -> None:
     """Leave a trial that another worker ended meanwhile as it was ended.
 
     Raises:
@@ -226,8 +241,7 @@ def _ended_elsewhere(run: TrialRun, error: Exception) -> None:
     if not finished_elsewhere(error):
         raise error
     logger.warning("trial %d was ended by another worker, which took this one for dead (a "
-                   "heartbeat came late); its retry resumes it from its checkpoint",
-                   run.trial.number)
+                   "heartbeat came late); its retry resumes it from its checkpoint", number)
 
 
 def _finish(study: optuna.Study, steps: TrialSteps, run: TrialRun,
@@ -242,7 +256,7 @@ def _finish(study: optuna.Study, steps: TrialSteps, run: TrialRun,
         shown.ended(run, TrialState.FAIL)
         return
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
-        _ended_elsewhere(run, error)
+        _ended_elsewhere(run.trial.number, error)
         shown.ended(run, TrialState.FAIL)
         return
     shown.ended(run, TrialState.COMPLETE, value[0] if isinstance(value, tuple) else value)

@@ -119,14 +119,14 @@ class TrialSteps:
                 lambda: build_search(self.config, self.data, self.start_space.decode(x),
                                      seed=seed, init_seed=init_seed, device=self.device),
                 files, meta, key, state_dir=self.state_dir, study=self.config.name)
-        except BaseException:
+            run = TrialRun(trial=trial, search=search, files=files, meta=meta, claim=claim)
+            taken_over = source != files
+            TrialRecord(resumed_from_epoch=search.epoch, same_search_as=(
+                f"{source.parents[1].name}/{source.name}" if taken_over else None)).store(trial)
+            self._replay(run, taken_over=taken_over)
+        except BaseException:  # a pruned replay, or another worker ended the trial meanwhile
             claim.release()
             raise
-        run = TrialRun(trial=trial, search=search, files=files, meta=meta, claim=claim)
-        taken_over = source != files
-        TrialRecord(resumed_from_epoch=search.epoch, same_search_as=(
-            f"{source.parents[1].name}/{source.name}" if taken_over else None)).store(trial)
-        self._replay(run, taken_over=taken_over)
         return run
 
     def _replay(self, run: TrialRun, *, taken_over: bool) -> None:

@@ -685,3 +685,48 @@ def test_a_worker_whose_trial_another_worker_ended_goes_on(
     assert trials[ended[0]].state == TrialState.FAIL  # as the other worker left it
     assert summary.finished == 2
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+
+
+@pytest.mark.parametrize("when", ["at once", "after its search's claim"])
+def test_a_worker_whose_trial_another_worker_ended_while_it_set_it_up_goes_on(
+        when: str, tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Another worker takes this one for dead while it sets a trial up (its heartbeat came
+    late on busy cores) and fails the trial: the worker leaves it, frees its search's
+    claim, and goes on."""
+    import logging
+
+    import pipeline.outer.trial_steps
+    from pipeline.outer.storage import default_storage
+    from pipeline.outer.trial_steps import TrialSteps
+
+    config = _with(tiny_config, outer={"n_trials": 2}, search={"epochs": 1})
+    begin, resume, ended = TrialSteps.begin, pipeline.outer.trial_steps.resume_search, []
+
+    def end_it(number: int) -> None:
+        if not ended:
+            other = optuna.load_study(study_name="tiny", storage=make_storage(
+                default_storage(tmp_path / "tiny")))
+            other.tell(number, state=TrialState.FAIL)
+            ended.append(number)
+
+    def begin_ended(self: TrialSteps, trial: optuna.Trial, **kwargs: object) -> object:
+        end_it(trial.number)
+        return begin(self, trial, **kwargs)  # type: ignore[arg-type]
+
+    def resume_ended(*args: object, **kwargs: object) -> object:
+        found = resume(*args, **kwargs)  # type: ignore[arg-type]
+        end_it(0)
+        return found
+
+    if when == "at once":
+        monkeypatch.setattr(TrialSteps, "begin", begin_ended)
+    else:
+        monkeypatch.setattr(pipeline.outer.trial_steps, "resume_search", resume_ended)
+    with caplog.at_level(logging.WARNING):
+        summary = run_study(config, root=tmp_path, device=CPU)
+    assert "was ended by another worker" in caplog.text
+    trials = load_study("tiny", root=tmp_path).get_trials()
+    assert trials[ended[0]].state == TrialState.FAIL and summary.finished == 2
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    assert not list(tmp_path.glob(".search-claims/*.lock"))  # its search's claim is freed
