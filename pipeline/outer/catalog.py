@@ -185,7 +185,9 @@ def live_holders(study: optuna.Study, *, root: str | Path) -> list[str]:
                if name == study.study_name}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = TrialRecord.of(trial)
-        if local_worker(record) is None:
+        if not record.own_worker(trial.number):
+            holders.add(f"the worker setting up trial {trial.number}")
+        elif local_worker(record) is None:
             holders.add(f"{record.worker or 'an unknown worker'} (trial {trial.number})")
         elif worker_lives(record):
             holders.add(str(record.worker))

@@ -32,6 +32,7 @@ class TrialRecord:
     threads: int | None = None
     worker: str | None = None
     worker_started: str | None = None
+    worker_trial: int | None = None  # the trial the worker fields were recorded for
     resumed_from_epoch: int | None = None
     same_search_as: str | None = None
     # its files in the artifact store (outer.artifacts): the last checkpoints, as
@@ -67,6 +68,12 @@ class TrialRecord:
         return dataclasses.replace(self, skip_share=shares["skip_share"],
                                    pool_share=shares["pool_share"],
                                    none_share=shares["none_share"])
+
+    def own_worker(self, number: int) -> bool:
+        """Whether the worker fields are those of trial ``number`` itself: not while a
+        retry is being set up, which copied them from the trial it retries (a record of an
+        earlier version, without ``worker_trial``, counts as its own)."""
+        return self.worker_trial in (None, number)
 
     def measured(self) -> str:
         """What was measured of the cell, in words: its supernet, discrete and trained

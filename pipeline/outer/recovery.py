@@ -36,6 +36,8 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = TrialRecord.of(trial)
+        if not record.own_worker(trial.number):  # a retry another worker is setting up
+            continue
         pid = local_worker(record)
         own = pid == os.getpid()
         if pid is None or (not own and worker_lives(record)):

@@ -103,7 +103,7 @@ class TrialSteps:
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
         init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
-        identity(number, seed, init_seed, self.device).store(trial)
+        identity(number, seed, init_seed, self.device, trial=trial.number).store(trial)
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}
         meta = {"config": trial_config(self.config), "x": x, "seed": seed,
@@ -229,13 +229,14 @@ def trial_folder(state_dir: Path, study: str, number: int) -> Path:
     return files
 
 
-def identity(number: int, seed: int, init_seed: int, device: torch.device) -> TrialRecord:
-    """Who a trial is, where it runs, and on how many CPU threads, which set its
-    rounding."""
+def identity(number: int, seed: int, init_seed: int, device: torch.device, *,
+             trial: int) -> TrialRecord:
+    """Who trial ``trial`` (the attempt at original number ``number``) is, where it runs,
+    and on how many CPU threads, which set its rounding."""
     return TrialRecord(original_number=number, trial_key=trial_key(number), seed=seed,
                        init_seed=init_seed, device=str(device),
                        threads=torch.get_num_threads(), worker=worker_id(),
-                       worker_started=process_start(os.getpid()) or "")
+                       worker_started=process_start(os.getpid()) or "", worker_trial=trial)
 
 
 def result(history: Sequence[EpochRecord], *, space: str, data: SearchData, epochs_run: int,

@@ -19,7 +19,8 @@ def _full_record() -> TrialRecord:
     """A record with every field set to a value of its type."""
     return TrialRecord(
         original_number=3, trial_key="00003", seed=7, init_seed=2, device="cpu", threads=2,
-        worker="host:12", worker_started="99", resumed_from_epoch=1, same_search_as="a/00001",
+        worker="host:12", worker_started="99", worker_trial=3, resumed_from_epoch=1,
+        same_search_as="a/00001",
         checkpoints=[[3, "checkpoint-a"], [4, "checkpoint-b"]], metrics_artifact="m-1",
         cell="|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|",
         supernet_acc=91.5, discrete_acc=None, trained_acc=88.25, judged=-1.5, train_time_s=3.5,

@@ -730,3 +730,25 @@ def test_a_worker_whose_trial_another_worker_ended_while_it_set_it_up_goes_on(
     assert trials[ended[0]].state == TrialState.FAIL and summary.finished == 2
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
     assert not list(tmp_path.glob(".search-claims/*.lock"))  # its search's claim is freed
+
+
+def test_a_retry_being_set_up_is_not_taken_for_the_dead_worker_it_copied(
+        tmp_path: Path) -> None:
+    """A retry copies the record of the trial it retries, its dead worker's name with it:
+    until the worker that took the retry up writes its own, no worker fails it for that."""
+    import socket
+
+    from pipeline.outer.record import TrialRecord
+    from pipeline.outer.recovery import fail_dead_local_trials
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/study.db")
+    first = study.ask()
+    # process 1 lives, but not since "0": the worker that recorded this is gone
+    TrialRecord(worker=f"{socket.gethostname()}:1", worker_started="0",
+                worker_trial=first.number).store(first)
+    assert fail_dead_local_trials(study) == [first.number]
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.get_trials()[0])
+    retry = study.ask()  # taken up: running, with the dead worker's name copied
+    assert TrialRecord.of(retry).worker == f"{socket.gethostname()}:1"
+    assert fail_dead_local_trials(study) == []
+    assert study.get_trials()[retry.number].state == TrialState.RUNNING
