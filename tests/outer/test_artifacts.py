@@ -82,7 +82,7 @@ def test_a_trial_killed_on_one_machine_resumes_on_another_from_the_store(
     machine_a, machine_b = tmp_path / "a", tmp_path / "b"
     worker_a = subprocess.Popen(_search(study_file, machine_a, storage, "--artifacts", url),
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_after = _wait_for_checkpoint(storage, epoch=2)
+    _wait_for_checkpoint(storage, epoch=2)
     worker_a.kill()
     worker_a.wait()
     shutil.rmtree(machine_a)  # machine B sees none of A's files
@@ -93,7 +93,8 @@ def test_a_trial_killed_on_one_machine_resumes_on_another_from_the_store(
     study = optuna.load_study(study_name="tiny", storage=storage)
     [killed, retry] = study.get_trials()
     assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
-    assert TrialRecord.of(killed).checkpoints[-1][0] == killed_after >= 2
+    killed_after = TrialRecord.of(killed).checkpoints[-1][0]  # it may have gone on a little
+    assert 2 <= killed_after < 6
     assert retry.user_attrs["resumed_from_epoch"] == killed_after
     assert sorted(retry.intermediate_values) == list(range(1, 7))
     [reference] = load_study("tiny", root=tmp_path / "whole",
@@ -125,9 +126,8 @@ def test_a_trial_killed_on_one_machine_resumes_on_another_from_the_store(
     assert "cifar10 90.00" in capsys.readouterr().out
 
 
-def _wait_for_checkpoint(storage: str, *, epoch: int) -> int:
-    """Wait until the study's running trial has stored a checkpoint at ``epoch`` or later;
-    the epoch of its newest."""
+def _wait_for_checkpoint(storage: str, *, epoch: int) -> None:
+    """Wait until the study's running trial has stored a checkpoint at ``epoch`` or later."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -136,7 +136,7 @@ def _wait_for_checkpoint(storage: str, *, epoch: int) -> int:
             trials = []
         stored = [TrialRecord.of(t).checkpoints for t in trials if t.state == TrialState.RUNNING]
         if stored and stored[0] and stored[0][-1][0] >= epoch:
-            return int(stored[0][-1][0])
+            return
         time.sleep(0.05)
     raise AssertionError("the worker never stored a checkpoint")
 
