@@ -228,8 +228,9 @@ def upload_results(store: ArtifactStore, trial: optuna.Trial, files: Path, cell:
     """Upload a finished trial's metrics and cell as artifacts of the trial, which
     optuna-dashboard lists, and record the metrics' id in the trial."""
     (files / CELL).write_text(cell + "\n", encoding="utf-8")
-    metrics, _ = (upload_artifact(artifact_store=store, file_path=str(files / name),
-                                  study_or_trial=trial) for name in (METRICS, CELL))
+    upload_artifact(artifact_store=store, file_path=str(files / CELL), study_or_trial=trial)
+    metrics = upload_artifact(artifact_store=store, file_path=str(files / METRICS),
+                              study_or_trial=trial)
     TrialRecord(metrics_artifact=metrics).store(trial)
 
 

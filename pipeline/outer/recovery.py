@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from pipeline.outer.cores import local_worker, worker_lives
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import INTERRUPTED, finished_elsewhere, original_number, resumable
+from pipeline.outer.trials import INTERRUPTED, original_number, resumable, tell_end
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,8 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
             continue
         reason = (f"{INTERRUPTED}: its worker {record.worker} "
                   + ("ended it without telling" if own else "is gone"))
-        try:
-            TrialRecord(fail_reason=reason).store(optuna.trial.Trial(study, trial._trial_id))
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
-            if not finished_elsewhere(error):
-                raise
+        if not tell_end(study, optuna.trial.Trial(study, trial._trial_id), TrialState.FAIL,
+                        reason):
             continue  # another worker on this machine failed it first
         logger.info("trial %d: %s", trial.number, reason)
         failed.append(trial.number)

@@ -26,6 +26,7 @@ from pipeline.outer.trials import (
     SurplusTrialError,
     failure_reason,
     finished_elsewhere,
+    tell_end,
 )
 from pipeline.search import DivergedError, EpochRecord, Population
 
@@ -173,12 +174,7 @@ def _run_population(study: optuna.Study, steps: TrialSteps, runs: list[TrialRun]
     shown = TrialProgress(runs, bars=progress)
 
     def end(run: TrialRun, state: TrialState, reason: str | None = None) -> None:
-        try:
-            if reason is not None:
-                TrialRecord(fail_reason=reason).store(run.trial)
-            study.tell(run.trial, state=state)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
-            _ended_elsewhere(run.trial.number, error)
+        if not _end(study, run.trial, state, reason):
             state = TrialState.FAIL
         run.claim.release()
         population.drop(run.search)
@@ -220,16 +216,14 @@ def _epoch_ended(steps: TrialSteps, run: TrialRun, result: EpochRecord | Diverge
         end(run, TrialState.FAIL)
 
 
-def _end(study: optuna.Study, trial: optuna.Trial, state: TrialState) -> None:
-    """Tell a trial's end; one that another worker ended meanwhile stays as it ended.
-
-    Raises:
-        ValueError: the tell failed otherwise.
-    """
-    try:
-        study.tell(trial, state=state)
-    except ValueError as error:
-        _ended_elsewhere(trial.number, error)
+def _end(study: optuna.Study, trial: optuna.Trial, state: TrialState,
+         reason: str | None = None) -> bool:
+    """Tell a trial's end (see ``tell_end``); one that another worker ended meanwhile stays
+    as it ended, with a warning. Returns whether it was told."""
+    if tell_end(study, trial, state, reason):
+        return True
+    _warn_ended_elsewhere(trial.number)
+    return False
 
 
 def _ended_elsewhere(number: int, error: Exception) -> None:
@@ -240,6 +234,10 @@ def _ended_elsewhere(number: int, error: Exception) -> None:
     """
     if not finished_elsewhere(error):
         raise error
+    _warn_ended_elsewhere(number)
+
+
+def _warn_ended_elsewhere(number: int) -> None:
     logger.warning("trial %d was ended by another worker, which took this one for dead (a "
                    "heartbeat came late); its retry resumes it from its checkpoint", number)
 

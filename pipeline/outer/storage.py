@@ -186,7 +186,7 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
     if not url.startswith("sqlite:"):
         engine_kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
                              pool_pre_ping=True)
-    if url.startswith("sqlite:"):
+    else:
         path = Path(url.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size == 0:
             raise StudyError(f"{path} is empty (0 bytes), not a study database: a damaged "

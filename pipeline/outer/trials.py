@@ -80,6 +80,25 @@ def finished_elsewhere(error: BaseException) -> bool:
             or (isinstance(error, ValueError) and str(error).startswith("Cannot tell a ")))
 
 
+def tell_end(study: optuna.Study, trial: optuna.Trial, state: optuna.trial.TrialState,
+             reason: str | None = None) -> bool:
+    """Tell a trial's end, with ``reason`` recorded as its ``fail_reason`` if given.
+    Returns False, leaving the trial as it is, where another worker ended it first.
+
+    Raises:
+        ValueError: the tell failed otherwise.
+    """
+    try:
+        if reason is not None:
+            TrialRecord(fail_reason=reason).store(trial)
+        study.tell(trial, state=state)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as error:
+        if not finished_elsewhere(error):
+            raise
+        return False
+    return True
+
+
 def original_number(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
     """The number of the first attempt at this trial.
 
