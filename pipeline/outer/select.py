@@ -96,6 +96,12 @@ def kept(count: int, reduction: int) -> int:
     return max(1, math.ceil(count / reduction))
 
 
+def dropped_count(count: int, share: float) -> int:
+    """How many of ``count`` candidates a zero-cost score drops at ``share``: two are
+    always left, as the score never chooses on its own."""
+    return max(min(math.floor(count * share), count - 2), 0)
+
+
 def ranking(results: Mapping[str, Mapping[str, float]], rank: Sequence[str]) -> list[str]:
     """The candidates (by cell) best first: by their average rank over the ``rank``
     criteria (``val`` and ``params`` higher first, ``train-loss`` lower first), ties by the
@@ -250,8 +256,7 @@ class _Stage:
                                                seed=self.seeds[0])
                 optuna.trial.Trial(self.study, states[number]._trial_id).set_user_attr(
                     name, scores[cell])
-        drop = max(min(math.floor(len(trials) * self.select.zero_cost_drop),
-                       len(trials) - 2), 0)
+        drop = dropped_count(len(trials), self.select.zero_cost_drop)
         dropped = sorted(trials, key=lambda cell: (scores[cell], cell))[:drop]
         for cell in dropped:
             self._tell(trials[cell], TrialState.PRUNED)

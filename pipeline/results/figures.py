@@ -251,20 +251,32 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
                                 legend=dict(orientation="h", y=-0.3), height=560)
 
 
-def judges_figure(scores: pd.DataFrame) -> go.Figure:
+def judges_figure(scores: pd.DataFrame, *, goal: tuple[float, float] = (40, 0.3)
+                  ) -> go.Figure:
     """Each judge's mean regret (table points lost against the best candidate) against
-    its cost in training epochs per candidate, for draws of 5 and of 10 candidates."""
+    its cost in training epochs per candidate, for draws of 5 and of 10 candidates: one
+    colour per family of judges, each marked with its rule; the box below and left of
+    ``goal`` (epochs, regret) is where a judge meets it."""
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
         "choosing among 5 candidates", "choosing among 10 candidates"))
+    families = list(dict.fromkeys(scores["family"]))
     for col, size in enumerate((5, 10), start=1):
-        figure.add_scatter(x=scores[f"epochs_per_candidate_{size}"],
-                           y=scores[f"regret_{size}"], text=scores["judge"],
-                           mode="markers+text", textposition="top center",
-                           textfont=dict(size=9), marker=dict(size=9),
-                           showlegend=False, row=1, col=col)
-        figure.update_xaxes(title_text="training epochs per candidate", row=1, col=col)
+        for index, family in enumerate(families):
+            rows = scores[scores["family"] == family]
+            figure.add_scatter(x=rows[f"epochs_per_candidate_{size}"],
+                               y=rows[f"regret_{size}"], text=rows["rule"],
+                               hovertext=rows["judge"], name=family, legendgroup=family,
+                               mode="markers+text", textposition="middle right",
+                               textfont=dict(size=9), showlegend=col == 1,
+                               marker=dict(size=9, color=TRIAL_COLOURS[index]),
+                               row=1, col=col)
+        figure.add_shape(type="rect", x0=0, x1=goal[0], y0=0, y1=goal[1], line_width=0,
+                         fillcolor="rgba(44, 160, 44, 0.12)", row=1, col=col)
+        figure.update_xaxes(title_text="training epochs per candidate",
+                            range=[-2, max(scores[f"epochs_per_candidate_{size}"]) + 12],
+                            row=1, col=col)
     return figure.update_layout(yaxis_title="mean regret (CIFAR-10 test points, table)",
-                                height=620)
+                                height=650, width=1300, legend=dict(font=dict(size=10)))
 
 
 def epoch_score_figure(epochs: pd.DataFrame) -> go.Figure:

@@ -28,7 +28,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from pipeline.config import ConfigError, StudyConfig, to_dict, with_overrides
-from pipeline.outer.select import kept, ranking
+from pipeline.outer.select import dropped_count, kept, ranking
 from pipeline.results import figures
 from pipeline.results.report import page_html
 from pipeline.search.data import prepare_data
@@ -47,6 +47,9 @@ SCHEDULES = (9, 27)  # the epochs of the two training schedules a curve is measu
 REDUCTION = 3
 DRAWS = 2000  # random candidate sets per draw size
 DRAW_SIZES = (5, 10)
+# the [select] settings a measurement depends on (the rest choose among measurements)
+MEASURED_SELECT = ("channels", "cells", "train_images", "valid_images", "batch_size", "lr")
+ZERO_COST_DROP = 0.5  # the share of candidates the parameter count drops before training
 
 
 def read_cells(path: str | Path) -> list[Genotype]:
@@ -95,9 +98,9 @@ def _check_settings(out: Path, config: StudyConfig) -> None:
         ConfigError: ``out`` holds measurements made under other settings.
     """
     plain = to_dict(config)
+    select = {key: plain["select"][key] for key in MEASURED_SELECT}
     settings = {"seed": config.seed, "data": plain["data"], "space": plain["space"],
-                "search": plain["search"], "select": plain["select"],
-                "schedules": list(SCHEDULES)}
+                "search": plain["search"], "select": select, "schedules": list(SCHEDULES)}
     path = out / "settings.json"
     if path.exists() and json.loads(path.read_text(encoding="utf-8")) != settings:
         raise ConfigError(f"{out} holds measurements made under other settings ({path}); "
@@ -149,11 +152,17 @@ def _curve(genotype: Genotype, data: JudgeData, config: StudyConfig, folder: Pat
 class Judge:
     """A way of choosing: ``pick(cells)`` returns its choice among ``cells`` and the
     epochs and seconds it spent; ``scores`` rank every cell (None for successive
-    halving, which ranks only as far as its rungs go)."""
+    halving, which ranks only as far as its rungs go). Judges of one ``family`` differ by
+    their ``rule`` (a rank rule, or a zero-cost score's name)."""
 
-    name: str
+    family: str
+    rule: str
     pick: Callable[[Sequence[str]], tuple[str, float, float]]
     scores: Mapping[str, float] | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}: {self.rule}" if self.rule else self.family
 
 
 def judges(measured: Measurements) -> list[Judge]:
@@ -162,12 +171,12 @@ def judges(measured: Measurements) -> list[Judge]:
     trained = {cell: value[0] for cell, value in measured.trained.items()}
     trained_s = {cell: value[1] for cell, value in measured.trained.items()}
     epochs = measured.trained_epochs
-    found.append(_scored(f"trained objective ({epochs} epochs, today's)", trained,
+    found.append(_scored(f"trained objective ({epochs} epochs, today's)", "", trained,
                          epochs=epochs, seconds=trained_s))
     for name in PROXIES:
         scores = {cell: values[name][0] for cell, values in measured.proxies.items()}
         seconds = {cell: values[name][1] for cell, values in measured.proxies.items()}
-        found.append(_scored(f"zero-cost: {name}", scores, epochs=0, seconds=seconds))
+        found.append(_scored("zero-cost", name, scores, epochs=0, seconds=seconds))
     for schedule in SCHEDULES:
         found += _curve_judges(measured, schedule)
     return found
@@ -176,7 +185,8 @@ def judges(measured: Measurements) -> list[Judge]:
 def _curve_judges(measured: Measurements, schedule: int) -> list[Judge]:
     """The judges a schedule's curves give: every candidate trained the whole schedule
     (ranked by validation accuracy, training-loss sum, or both, or validation accuracy
-    with parameters) and successive halving over rungs ``schedule / 9, / 3, / 1``."""
+    with parameters), the half with more parameters trained so, and successive halving
+    over rungs ``schedule / 9, / 3, / 1``."""
     curves = {cell: by_schedule[schedule] for cell, by_schedule in measured.curves.items()}
     params = {cell: values["params"][0] for cell, values in measured.proxies.items()}
     seconds = {cell: sum(point[2] for point in curve) for cell, curve in curves.items()}
@@ -184,20 +194,39 @@ def _curve_judges(measured: Measurements, schedule: int) -> list[Judge]:
                       "params": params[cell]} for cell, curve in curves.items()}
     found = []
     for rank in (["val"], ["train-loss"], ["val", "train-loss"], ["val", "params"]):
-        order = ranking(results, rank)
-        scores = {cell: -float(position) for position, cell in enumerate(order)}
-        found.append(_scored(f"{'+'.join(rank)} after {schedule} epochs", scores,
+        found.append(_ranked(f"all trained {schedule} epochs", results, rank,
                              epochs=schedule, seconds=seconds))
+    for rank in (["val"], ["val", "params"]):
+        found.append(_ranked(f"params drops half, rest trained {schedule} epochs", results,
+                             rank, epochs=schedule, seconds=seconds, drop=ZERO_COST_DROP))
     rungs = [schedule // 9, schedule // 3, schedule]
-    for rank in (["val"], ["val", "train-loss"]):
+    for rank in (["val"], ["val", "train-loss"], ["val", "params"]):
         found.append(Judge(
-            name=f"halving {'/'.join(map(str, rungs))} by {'+'.join(rank)}",
+            family=f"halving {'/'.join(map(str, rungs))}", rule="+".join(rank),
             pick=partial(_halving, curves=curves, params=params, rungs=rungs, rank=rank),
             scores=None))
     return found
 
 
-def _scored(name: str, scores: Mapping[str, float], *, epochs: float,
+def _ranked(family: str, results: Mapping[str, Mapping[str, float]], rank: Sequence[str], *,
+            epochs: float, seconds: Mapping[str, float], drop: float = 0.0) -> Judge:
+    """A judge that trains the candidates (all but the ``drop`` share with the fewest
+    parameters) and picks by ``ranking`` among them, as the selection stage does: a rank
+    average depends on the other candidates. Its scores, for the correlations, are the
+    ranking of the whole set."""
+    order = ranking(results, rank)
+
+    def pick(cells: Sequence[str]) -> tuple[str, float, float]:
+        by_params = sorted(cells, key=lambda cell: (results[cell]["params"], cell))
+        trained = by_params[dropped_count(len(cells), drop):]
+        best = ranking({cell: results[cell] for cell in trained}, rank)[0]
+        return best, epochs * len(trained), sum(seconds[cell] for cell in trained)
+
+    return Judge(family=family, rule="+".join(rank), pick=pick,
+                 scores={cell: -float(position) for position, cell in enumerate(order)})
+
+
+def _scored(family: str, rule: str, scores: Mapping[str, float], *, epochs: float,
             seconds: Mapping[str, float]) -> Judge:
     """A judge that picks the highest score (ties by the cell), at ``epochs`` and the
     measured seconds per candidate."""
@@ -205,7 +234,7 @@ def _scored(name: str, scores: Mapping[str, float], *, epochs: float,
         best = min(cells, key=lambda cell: (-scores[cell], cell))
         return best, epochs * len(cells), sum(seconds[cell] for cell in cells)
 
-    return Judge(name=name, pick=pick, scores=scores)
+    return Judge(family=family, rule=rule, pick=pick, scores=scores)
 
 
 def _halving(cells: Sequence[str], *, curves: Mapping[str, list[list[float]]],
@@ -240,7 +269,8 @@ def score_judges(measured: Measurements, truth: Mapping[str, float], *,
     top_half = sorted(cells, key=lambda cell: -truth[cell])[:len(cells) // 2]
     rows = []
     for judge in judges(measured):
-        row: dict[str, Any] = {"judge": judge.name, **_correlations(judge, truth, cells,
+        row: dict[str, Any] = {"judge": judge.name, "family": judge.family,
+                               "rule": judge.rule, **_correlations(judge, truth, cells,
                                                                      top_half)}
         for size in DRAW_SIZES:  # a draw larger than the set is left empty (NaN)
             picks = [judge.pick(draw) for draw in draws.get(size, [])]
