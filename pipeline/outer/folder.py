@@ -18,6 +18,14 @@ from pipeline.outer.storage import StudyError, redact
 
 OWNER_FILE = "owner.json"
 STATE_ID = "state_id"
+JUDGED = "_judged"  # no study name starts with a symbol
+
+
+def judged_dir(root: str | Path) -> Path:
+    """The folder of the judge's trainings (``ROOT/_judged``), shared by the studies and
+    selections in ``root``: each training's checkpoint is named by what it trains, so a
+    cell is trained once for every trial objective and selection that judges it alike."""
+    return Path(root) / JUDGED
 
 
 def owner(folder: Path) -> dict[str, Any] | None:

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from pipeline.config import ConfigError, SelectConfig, StudyConfig, to_dict
 from pipeline.outer.budget import first_searches
 from pipeline.outer.claims import SearchClaim
+from pipeline.outer.folder import judged_dir
 from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
@@ -148,8 +148,9 @@ def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None 
     """Select among the cells of the study ``config`` names (those of its first
     ``searches`` searches, by ``first_searches``; None: all), by its ``[select]`` settings
     (see the module's doc), resuming a selection begun before; write the pick into the
-    study (its ``selected`` attribute). ``restart`` drops a selection begun before, its
-    trials and its checkpoints. ``progress`` shows a bar per rung.
+    study (its ``selected`` attribute). ``restart`` drops a selection begun before and its
+    trials (a training it made is taken up again where the same one is asked for: see
+    ``judged_dir``). ``progress`` shows a bar per rung.
 
     Raises:
         StudyError: no such study, or one without a complete trial.
@@ -169,11 +170,10 @@ def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None 
     data = judge_data(config, device) if len(found) > 1 else None  # before anything is made
     url = storage or default_storage(state_dir(root, config.name))
     name = selection_name(config.name, searches)
-    folder = state_dir(root, config.name) / name.removeprefix(config.name + "-")
     if restart:
-        _forget(name, make_storage(url), folder)
+        _forget(name, make_storage(url))
     stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None), name=name,
-                   folder=folder, claims_root=Path(root), progress=progress)
+                   root=Path(root), progress=progress)
     selection = dataclasses.replace(stage.run(data), searches=searches)
     selection.store(study)
     return selection
@@ -190,11 +190,11 @@ class _Stage:
     rung, the candidates it can claim trained, and each rung decided."""
 
     def __init__(self, config: StudyConfig, found: list[Candidate],
-                 storage: optuna.storages.BaseStorage, *, name: str, folder: Path,
-                 claims_root: Path, progress: bool = False) -> None:
+                 storage: optuna.storages.BaseStorage, *, name: str, root: Path,
+                 progress: bool = False) -> None:
         self.config, self.select = config, config.select
         self.found = {c.cell: c for c in found}
-        self.folder, self.claims_root, self.progress = folder, claims_root, progress
+        self.root, self.progress = root, progress
         self.study = optuna.create_study(study_name=name, storage=storage,
                                          load_if_exists=True, direction="maximize",
                                          sampler=optuna.samplers.RandomSampler(seed=0))
@@ -287,7 +287,7 @@ class _Stage:
     def _train_one(self, cell: str, number: int, epochs: int, data: JudgeData) -> None:
         logger.info("selection: %s to epoch %d", cell, epochs)
         result = train_rung(parse_genotype(cell), data, self.select, epochs=epochs,
-                            seeds=self.seeds, folder=self.folder / cell_key(cell))
+                            seeds=self.seeds, folder=judged_dir(self.root))
         trial = optuna.trial.Trial(self.study, self._states()[number]._trial_id)
         trial.set_user_attr(f"train_loss_sum_{epochs}", result.train_loss_sum)
         trial.report(result.val_acc, epochs)
@@ -326,7 +326,7 @@ class _Stage:
             logger.debug("trial %d was ended by another worker: %s", number, error)
 
     def _claim(self, what: str, *, wait: bool) -> _Held:
-        return _Held(SearchClaim(self.claims_root, f"{self.study.study_name}-{what}",
+        return _Held(SearchClaim(self.root, f"{self.study.study_name}-{what}",
                                  wait=wait))
 
 
@@ -343,11 +343,10 @@ class _Held:
         self.claim.release()
 
 
-def _forget(name: str, storage: optuna.storages.BaseStorage, folder: Path) -> None:
-    """Delete the selection study ``name`` and its checkpoints, if there are any."""
+def _forget(name: str, storage: optuna.storages.BaseStorage) -> None:
+    """Delete the selection study ``name``, if there is one."""
     with contextlib.suppress(KeyError):
         optuna.delete_study(study_name=name, storage=storage)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def judge_name(select: SelectConfig) -> str:

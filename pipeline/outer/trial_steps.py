@@ -28,6 +28,7 @@ from pipeline.outer.artifacts import (
 from pipeline.outer.budget import Budget, surplus_reason
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.cores import process_start, worker_id
+from pipeline.outer.folder import judged_dir
 from pipeline.outer.record import TrialRecord
 from pipeline.outer.resume import own_files, resume_search
 from pipeline.outer.trials import (
@@ -177,7 +178,7 @@ class TrialSteps:
         elif self.judged is not None:
             value = judged = judged_objective(self.config, self.judged,
                                               parse_genotype(last.genotype),
-                                              folder=run.files / "judge")
+                                              folder=judged_dir(self.state_dir.parent))
         seconds = None if trained is None and judged is None else time.perf_counter() - started
         params_m = self._record(run, trained_acc=trained, judged=judged, train_time_s=seconds)
         return (value, params_m) if self.config.search.multi_objective else value

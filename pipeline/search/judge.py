@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class JudgeData:
     valid: DeviceBatches
     num_classes: int
     in_channels: int
+    fingerprint: str  # of the images and labels: a training on them is known by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,10 @@ def _on_device(train: ImageSet, valid: ImageSet, config: StudyConfig,
                device: torch.device) -> JudgeData:
     mean, std = channel_stats(train)
     batch = config.select.batch_size
-    return JudgeData(
+    digest = hashlib.sha256()
+    for tensor in (train.images, train.labels, valid.images, valid.labels):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return JudgeData(fingerprint=digest.hexdigest()[:16],
         train=DeviceBatches(train, batch_size=batch, device=device, mean=mean, std=std,
                             crop_padding=config.data.crop_padding, flip=config.data.flip),
         valid=DeviceBatches(valid, batch_size=256, device=device, mean=mean, std=std),
@@ -105,10 +110,12 @@ def judge_settings(select: SelectConfig, genotype: Genotype) -> TrainSettings:
 
 def train_rung(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
                seeds: list[int], folder: Path) -> RungResult:
-    """Train the cell under each seed on to ``epochs`` (each training checkpointed every
-    epoch in ``folder``, and resumed from there) and measure it."""
-    runs = [_trained(genotype, data, select, epochs=epochs, seed=seed,
-                     checkpoint=folder / f"seed-{seed}.pt") for seed in seeds]
+    """Train the cell under each seed on to ``epochs`` and measure it. Each training is
+    checkpointed every epoch in ``folder``, in a file named by what it is (the cell, its
+    settings, seed and images), and resumed from there: a folder shared by selections and
+    trial objectives trains a cell once however many of them judge it."""
+    runs = [_trained(genotype, data, select, epochs=epochs, seed=seed, folder=folder)
+            for seed in seeds]
     accuracies = [evaluate_network(run.net, data.valid) for run in runs]
     # a cell cut off from its input learns nothing: no loss of it counts as low
     loss_sums = [sum(run.losses[:epochs]) if genotype.connected else math.inf for run in runs]
@@ -117,14 +124,17 @@ def train_rung(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epo
 
 
 def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
-             seed: int, checkpoint: Path) -> CellTraining:
-    """The cell's training under ``seed``, resumed from ``checkpoint`` and carried on to
-    ``epochs`` (a cut-off cell is not trained: it answers one class whatever it learns)."""
+             seed: int, folder: Path) -> CellTraining:
+    """The cell's training under ``seed``, resumed from its checkpoint in ``folder`` and
+    carried on to ``epochs`` (a cut-off cell is not trained: it answers one class whatever
+    it learns)."""
     settings = judge_settings(select, genotype)
     run = CellTraining(genotype, settings, seed=seed, device=data.train.labels.device,
                        num_classes=data.num_classes, in_channels=data.in_channels)
     meta = {"genotype": genotype.to_str(), "settings": dataclasses.asdict(settings),
-            "seed": seed}
+            "seed": seed, "images": data.fingerprint}
+    name = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
+    checkpoint = folder / f"{name}.pt"
     start = resume_training(checkpoint, meta, run)
     if genotype.connected and start < epochs:
         run.fit(data.train, start=start, stop=epochs,

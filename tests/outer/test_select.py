@@ -16,6 +16,7 @@ from optuna.distributions import FloatDistribution
 from pipeline import cli
 from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.outer import select as stage
+from pipeline.outer.folder import judged_dir
 from pipeline.outer.methods import method_studies
 from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.select import kept, ranking, run_selection, selection_epochs
@@ -185,6 +186,35 @@ def test_a_killed_selection_resumes_to_the_uninterrupted_result(
     assert values(tmp_path / "killed") == values(tmp_path / "whole")
 
 
+def test_a_cell_is_trained_once_for_every_selection_that_judges_it_alike(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The selection among a study's first two searches trains cells that the selection
+    among all three needs too; that one takes them up instead of training them again,
+    and ends as a selection in a fresh folder ends."""
+    config = with_overrides(tiny_config, SELECT)
+    fit, epochs = judge.CellTraining.fit, {"shared": 0, "fresh": 0}
+
+    def counted(root: str) -> object:
+        def fit_counting(self: judge.CellTraining, batches: object, *, start: int = 0,
+                         stop: int | None = None, **kwargs: object) -> None:
+            epochs[root] += int(stop or self.settings.epochs) - start
+            fit(self, batches, start=start, stop=stop, **kwargs)  # type: ignore[arg-type]
+        return fit_counting
+
+    for root in ("shared", "fresh"):
+        _finished_study(tmp_path / root, config, CELLS[:3])
+    monkeypatch.setattr(judge.CellTraining, "fit", counted("shared"))
+    run_selection(config, root=tmp_path / "shared", device=CPU, searches=2)
+    shared = run_selection(config, root=tmp_path / "shared", device=CPU)
+    monkeypatch.setattr(judge.CellTraining, "fit", counted("fresh"))
+    fresh = run_selection(config, root=tmp_path / "fresh", device=CPU)
+    # first two: both to epoch 1, one kept; all three: each to 1, two of them on to 2
+    assert epochs == {"shared": 3 + 2, "fresh": 3 + 2}
+    assert shared == fresh
+    assert _outcome(tmp_path / "shared", config.name) == _outcome(tmp_path / "fresh",
+                                                                  config.name)
+
+
 @pytest.mark.parametrize("args", [
     ["--top", "0"], ["--first", "0"], ["--set", "select.reduction=1"],
     ["--set", "select.rungs=[2, 2]"],
@@ -201,7 +231,7 @@ def test_bad_settings_exit_2_with_one_line_and_create_nothing(
     assert error.startswith("globaldarts: error:") and "\n" not in error
     names = [s.study_name for s in optuna.get_all_study_summaries(
         make_storage(default_storage(state_dir(root, tiny_config.name))))]
-    assert names == [tiny_config.name] and not (state_dir(root, "tiny") / "select").exists()
+    assert names == [tiny_config.name] and not judged_dir(root).exists()
 
 
 def test_the_epochs_of_a_selection_follow_from_the_count_alone(tiny_config: StudyConfig
