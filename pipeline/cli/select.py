@@ -34,8 +34,8 @@ class Select:
                             help="only the cells of the study's first N searches (a "
                             "selection of its own, kept beside the one among all)")
         parser.add_argument("--restart", action="store_true",
-                            help="drop a selection begun before (its trials and "
-                            "checkpoints) and begin anew")
+                            help="drop a selection begun before (its trials) and begin "
+                            "anew; trainings it made are taken up where the same are asked")
 
     def run(self, args: argparse.Namespace) -> int:
         from pipeline.outer import best_trial, load_study

@@ -351,8 +351,9 @@ def _forget(name: str, storage: optuna.storages.BaseStorage) -> None:
 
 def judge_name(select: SelectConfig) -> str:
     """The judge in a few words: its rank rule, rungs and reduction, zero-cost drop."""
-    text = f"{'+'.join(select.rank)} at rungs {'/'.join(map(str, select.rungs))} (1/" \
-           f"{select.reduction} kept)"
+    text = f"{'+'.join(select.rank)} at rungs {'/'.join(map(str, select.rungs))}"
+    if len(select.rungs) > 1:
+        text += f" (1/{select.reduction} kept)"
     if select.zero_cost:
         text += f", {select.zero_cost} drops {select.zero_cost_drop:.0%}"
     return text
