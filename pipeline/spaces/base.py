@@ -101,6 +101,19 @@ def count_parameters(module: nn.Module) -> int:
                if p.requires_grad and not name.startswith("auxiliary_head"))
 
 
+def ops_to_run(weights: Tensor) -> list[list[bool]] | None:
+    """Which ops of each edge a mixture by ``weights`` (edges, ops) runs, or None for all.
+
+    Without gradients, and outside ``torch.compile``, an op of weight exactly zero adds
+    exactly nothing and is not run: a perturbation selection's decided edges and removed
+    ops cost nothing. With gradients every op runs, as a zero weight still has one.
+    """
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return None
+    running: list[list[bool]] = weights.ne(0).tolist()
+    return running
+
+
 class Supernet(nn.Module, ABC):
     """Mixed operations weighted by architecture logits ``alphas`` (edges, ops), a registered
     parameter (so it moves with ``.to()`` and is part of ``state_dict()``).

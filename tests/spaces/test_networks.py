@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.spaces import Supernet as NNSupernet
 from pipeline.spaces import count_parameters
+from pipeline.spaces.darts import DartsSupernet
 from pipeline.spaces.nb201 import NB201_EDGES, NB201_OPS, NB201Genotype, NB201Network, NB201Space
 from pipeline.spaces.nb201 import NB201Supernet as Supernet
 from pipeline.spaces.nb201.supernet import MixedOp, NodeInput
@@ -142,3 +146,30 @@ def test_fixed_cell_drops_none_edges() -> None:
     without = NB201Network(NB201Genotype(("nor_conv_3x3",) * 6), channels=4, cells_per_stage=1)
     one_edge = sum(c * c * 9 + 2 * c for c in (4, 8, 16))  # conv + affine norm, per stage
     assert count_parameters(without) - count_parameters(with_none) == one_edge
+
+
+def _darts_supernet() -> DartsSupernet:
+    torch.manual_seed(0)
+    return DartsSupernet(channels=4, layers=3, num_classes=3, in_channels=3)
+
+
+@pytest.mark.parametrize("make", [_supernet, _darts_supernet], ids=["nb201", "darts"])
+def test_without_gradients_ops_of_zero_weight_are_skipped_and_change_nothing(
+        make: Callable[[], NNSupernet]) -> None:
+    """A perturbation selection's mixture (decided rows one-hot, an op removed, a row
+    dropped) gives the logits every op's run would give, with fewer convolutions."""
+    net = make().double().train()
+    weights = F.softmax(torch.randn_like(net.alphas, dtype=torch.float64), dim=-1)
+    weights[0] = F.one_hot(torch.tensor(1), weights.shape[1])  # decided
+    weights[1, 2] = 0.0  # one op removed
+    weights[2] = 0.0  # dropped, or decided as none
+    convolutions: list[None] = []
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda *_: convolutions.append(None))
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        skipped, skipped_count = net(x, weights=weights), len(convolutions)
+    every_op = net(x, weights=weights).detach()
+    assert 0 < skipped_count < len(convolutions) - skipped_count
+    torch.testing.assert_close(skipped, every_op, rtol=0, atol=1e-12)

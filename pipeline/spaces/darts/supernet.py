@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.spaces.base import WEIGHT_FAMILIES, Genotype, Supernet
+from pipeline.spaces.base import WEIGHT_FAMILIES, Genotype, Supernet, ops_to_run
 from pipeline.spaces.darts.genotype import DARTS_OPS as OP_NAMES
 from pipeline.spaces.darts.genotype import DARTS_STEPS, DartsGenotype
 from pipeline.spaces.ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
@@ -44,11 +44,16 @@ class DartsMixedOp(nn.Module):
         self.aux_skip = (None if not aux_skip else nn.Identity() if stride == 1
                          else FactorizedReduce(channels, channels, affine=False))
 
-    def forward(self, x: Tensor, weights: Tensor, aux: Tensor | None = None) -> Tensor:
-        """The mixture by ``weights`` (8,), plus ``aux`` times the auxiliary skip."""
-        terms = [weights[i] * op(x) for i, op in enumerate(self.ops.values(), start=1)]
+    def forward(self, x: Tensor, weights: Tensor, aux: Tensor | None = None,
+                running: Sequence[bool] | None = None) -> Tensor:
+        """The mixture by ``weights`` (8,), plus ``aux`` times the auxiliary skip; only the
+        ops ``running`` marks run (default: all)."""
+        terms = [weights[i] * op(x) for i, op in enumerate(self.ops.values(), start=1)
+                 if running is None or running[i]]
         if aux is not None and self.aux_skip is not None:
             terms.append(aux * self.aux_skip(x))
+        if not terms:
+            return self.forward_op(x, 0)
         total: Tensor = sum(terms[1:], terms[0])
         return total
 
@@ -75,9 +80,11 @@ class DartsSearchCell(nn.Module):
             for _, src in darts_edges())
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor | None,
-                choice: Sequence[int] | None, aux: Tensor | None = None) -> Tensor:
-        """Mix by ``weights`` (14, 8) (and auxiliary skips of weight ``aux``), or run
-        ``choice`` (an op per edge, -1: no edge)."""
+                choice: Sequence[int] | None, aux: Tensor | None = None,
+                running: Sequence[Sequence[bool]] | None = None) -> Tensor:
+        """Mix the ops ``running`` marks (default: all) by ``weights`` (14, 8) (and
+        auxiliary skips of weight ``aux``), or run ``choice`` (an op per edge, -1: no
+        edge)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for to in range(2, DARTS_STEPS + 2):
             total: Tensor | None = None
@@ -89,7 +96,8 @@ class DartsSearchCell(nn.Module):
                     out = edge.forward_op(states[src], choice[i])
                 else:
                     assert weights is not None
-                    out = edge(states[src], weights[i], aux)
+                    out = edge(states[src], weights[i], aux,
+                               None if running is None else running[i])
                 total = out if total is None else total + out
             assert total is not None
             states.append(total)
@@ -129,12 +137,14 @@ class DartsSupernet(Supernet):
         alphas' softmax), or the cells ``choice`` (28 op indices)."""
         if choice is None and weights is None:
             weights = F.softmax(self.alphas, dim=-1)
+        running = None if weights is None else ops_to_run(weights)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             rows = slice(EDGES_PER_CELL, None) if cell.reduction else slice(0, EDGES_PER_CELL)
             cell_weights = None if weights is None else weights[rows]
             cell_choice = None if choice is None else list(choice)[rows]
-            s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice, self.aux_weight())
+            s0, s1 = s1, cell(s0, s1, cell_weights, cell_choice, self.aux_weight(),
+                              None if running is None else running[rows])
         logits: Tensor = self.classifier(s1.mean(dim=(2, 3)))
         return logits
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.spaces.base import Genotype, Supernet
+from pipeline.spaces.base import Genotype, Supernet, ops_to_run
 from pipeline.spaces.nb201.genotype import NB201_EDGES, NB201_NODES, NB201_OPS, NB201Genotype
 from pipeline.spaces.nb201.network import NB201Skeleton
 from pipeline.spaces.ops import ResNetBlock, avg_pool_3x3
@@ -91,13 +91,17 @@ class MixedOp(nn.Module):
         })
         self._indices = [self.op_names.index(name) for name in self.ops]
 
-    def forward(self, node: NodeInput, weights: Tensor, aux: Tensor | None = None) -> Tensor:
+    def forward(self, node: NodeInput, weights: Tensor, aux: Tensor | None = None,
+                running: Sequence[bool] | None = None) -> Tensor:
         """The mixture by ``weights`` (n_ops,), plus ``aux`` times the edge's input when
-        there is an auxiliary skip."""
+        there is an auxiliary skip; only the ops ``running`` marks run (default: all)."""
         terms = [weights[i] * op(node) for i, op in zip(self._indices, self.ops.values(),
-                                                        strict=True)]
+                                                        strict=True)
+                 if running is None or running[i]]
         if aux is not None:
             terms.append(aux * node.x)
+        if not terms:
+            return node.x.mul(0.0)
         total: Tensor = sum(terms[1:], terms[0])
         return total
 
@@ -116,9 +120,10 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedOp(channels, op_names) for _ in NB201_EDGES)
 
     def forward(self, x: Tensor, choice: Sequence[int] | None = None, *,
-                weights: Tensor | None = None, aux: Tensor | None = None) -> Tensor:
-        """Mix every op by ``weights`` (edges, ops) (and an auxiliary skip of weight
-        ``aux``), or run one op per edge (``choice``)."""
+                weights: Tensor | None = None, aux: Tensor | None = None,
+                running: Sequence[Sequence[bool]] | None = None) -> Tensor:
+        """Mix the ops ``running`` marks (default: all) by ``weights`` (edges, ops) (and an
+        auxiliary skip of weight ``aux``), or run one op per edge (``choice``)."""
         nodes = [NodeInput(x)]
         for to in range(1, NB201_NODES):
             total: Tensor | None = None
@@ -130,7 +135,8 @@ class SearchCell(nn.Module):
                     out = edge.forward_op(nodes[src], choice[i])
                 else:
                     assert weights is not None
-                    out = edge(nodes[src], weights[i], aux)
+                    out = edge(nodes[src], weights[i], aux,
+                               None if running is None else running[i])
                 total = out if total is None else total + out
             assert total is not None
             nodes.append(NodeInput(total))
@@ -160,10 +166,11 @@ class NB201Supernet(NB201Skeleton, Supernet):
         ops; by default the alphas' softmax), or the cell ``choice``."""
         if choice is None and weights is None:
             weights = F.softmax(self.alphas, dim=-1)
+        running = None if weights is None else ops_to_run(weights)
         x = self.stem(x)
         for layer in self.layers:
             x = (layer(x) if isinstance(layer, ResNetBlock)
-                 else layer(x, choice, weights=weights, aux=self.aux_weight()))
+                 else layer(x, choice, weights=weights, aux=self.aux_weight(), running=running))
         logits: Tensor = self.classifier(self.head(x))
         return logits
 
