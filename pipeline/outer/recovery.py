@@ -3,6 +3,7 @@ retry that resumes from their checkpoint with the same start point and seed."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -76,6 +77,8 @@ def requeue_resumable(study: optuna.Study) -> list[int]:
         for trial in trials:
             if (trial.state == TrialState.FAIL and trial.number not in retried
                     and resumable(TrialRecord.of(trial).fail_reason)):
-                retry()(study, trial)
+                # a copy: the callback appends to the attrs it is given, and this trial's
+                # are the storage's cache, where a retry of a retry would then see its twin
+                retry()(study, copy.deepcopy(trial))
                 queued.append(original_number(trial))
     return queued

@@ -108,16 +108,17 @@ def study_row(study: MethodStudy, trials: Sequence[Any], *, root: str | Path,
 
 
 # What ``study_row`` records of a study's first searches.
-FIRST_COLUMNS = ("best_cifar10_test", "max_cifar10_test", "pick_from_centre", "params_M",
-                 "cut_off", "epochs", "judge_cifar10_test", "judge_regret",
-                 "judge_from_centre", "select_budget")
+FIRST_COLUMNS = ("best_cifar10_test", "max_cifar10_test", "mean_cifar10_test",
+                 "pick_from_centre", "params_M", "cut_off", "epochs", "judge_cifar10_test",
+                 "judge_regret", "judge_from_centre", "judge_params_M", "select_budget")
 
 
 def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
               table: pd.DataFrame | None, searches: int | None = None) -> dict[str, Any]:
     """The selection stage's pick of a method's study (among the cells of its first
     ``searches`` searches; None: all), if it ran (``compare --select``): the judge, its
-    cell, whether plain DARTS' own start (the centre trial) found it, its epochs, and the
+    cell and its parameters, whether plain DARTS' own start (the centre trial) found it,
+    its epochs, and the
     selection's at its full cost for its ``top`` candidates (what every method is charged,
     however many cells it found). With a table: the pick's score and the judge's regret,
     the best candidate's score minus the pick's."""
@@ -131,6 +132,8 @@ def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
     centre = baseline_trial(trials)
     row: dict[str, Any] = {
         "judge": selection.judge, "judge_cell": selection.cell,
+        "judge_params_M": next(TrialRecord.of(t).eval_params_M for t in trials
+                               if t.number in selection.trials),
         "judge_from_centre": centre is not None and centre.number in selection.trials,
         "select_epochs": selection.epochs,
         "select_budget": selection_epochs(select, select.top or selection.candidates)}
@@ -148,14 +151,17 @@ PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch
                 "start_space": "start_space", "method": "method",
                 "seed": "seed", "cell": "cell", "params_M": "params", "best_value": "objective",
                 **{f"best_{name}_test": name for name in TABLE_DATASETS},
-                "max_cifar10_test": "best_of_its_cells", "judge": "judge",
-                "judge_cell": "judge_cell", "judge_cifar10_test": "judge_cifar10",
+                "max_cifar10_test": "best_of_its_cells", "mean_cifar10_test": "mean_cell",
+                "judge": "judge", "judge_cell": "judge_cell",
+                "judge_params_M": "judge_params", "judge_cifar10_test": "judge_cifar10",
                 "judge_regret": "judge_regret", "judge_from_centre": "judge_from_centre",
                 "pick_from_centre": "pick_from_centre",
                 "select_budget": "select_budget",
                 "cut_off": "cut_off", "epochs": "epochs",
                 "first_searches": "first_searches", "first_best_cifar10_test": "first_cifar10",
                 "first_max_cifar10_test": "first_best_of_its_cells",
+                "first_mean_cifar10_test": "first_mean_cell", "first_params_M": "first_params",
+                "first_cut_off": "first_cut_off", "first_judge_params_M": "first_judge_params",
                 "first_judge_cifar10_test": "first_judge_cifar10",
                 "first_judge_regret": "first_judge_regret",
                 "first_pick_from_centre": "first_pick_from_centre",

@@ -261,6 +261,8 @@ def test_compare_charges_every_method_the_same_selection(
     assert frame["select_budget"].tolist() == [selection_epochs(config.select, 3)] * 3
     assert (frame["total_epochs"] == frame["epochs"] + frame["select_budget"]).all()
     assert frame["judge_cell"].tolist() == [CELLS[0], CELLS[2], CELLS[2]]
+    assert frame["judge_params_M"].tolist() == pytest.approx([0.1, 0.3, 0.3])  # its trial's
+    assert frame["mean_cifar10_test"].tolist() == [90.0, 91.0, 92.5]
     assert "judge" in (tmp_path / "out" / "compare.csv").read_text()
 
 
@@ -287,6 +289,8 @@ def test_a_study_is_also_judged_as_its_first_searches_left_it(
     assert row["first_searches"] == 3
     assert (row["first_best_cifar10_test"], row["first_max_cifar10_test"]) == (90.0, 92.0)
     assert (row["first_judge_cifar10_test"], row["first_judge_regret"]) == (92.0, 0.0)
+    assert (row["first_mean_cifar10_test"], row["mean_cifar10_test"]) == (91.0, 92.5)
+    assert (row["first_judge_params_M"], row["judge_params_M"]) == pytest.approx((0.3, 0.6))
     assert row["first_total_epochs"] == row["first_epochs"] + selection_epochs(
         config.select, 3)
     assert row["judge_cifar10_test"] == 95.0 and row["first_pick_from_centre"]

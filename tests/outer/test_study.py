@@ -556,6 +556,23 @@ def test_a_trial_stopped_by_an_io_error_is_retried_to_the_undisturbed_result(
     assert _outcomes(trials) == _outcomes(whole)
 
 
+def test_a_retry_that_fails_again_is_retried_in_turn_to_the_undisturbed_result(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills in trial 1, and again in its retry: the next run retries the retry
+    (its history names both), which is no surplus, and the study ends as if undisturbed."""
+    config = _with(tiny_config, outer={"n_trials": 2})
+    run_study(config, root=tmp_path / "whole", device=CPU)
+    for _ in range(2):
+        _fill_the_disk_in_trial_1(config, tmp_path / "split", monkeypatch)
+    summary = run_study(config, root=tmp_path / "split", device=CPU)
+    trials = load_study("tiny", root=tmp_path / "split").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, *[TrialState.FAIL] * 2,
+                                         TrialState.COMPLETE]
+    assert trials[3].system_attrs["retry_history"] == [1, 2] and summary.finished == 2
+    whole = load_study("tiny", root=tmp_path / "whole").get_trials()
+    assert _outcomes(trials) == _outcomes(whole)
+
+
 def _fill_the_disk_in_trial_1(config: StudyConfig, root: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Run ``config`` until the disk fills at trial 1's second epoch."""
