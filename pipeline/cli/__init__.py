@@ -17,6 +17,7 @@ from pipeline.cli.dashboard import Dashboard
 from pipeline.cli.evaluate import Evaluate
 from pipeline.cli.export import Export
 from pipeline.cli.options import configure_logging, global_options
+from pipeline.cli.picks import Picks
 from pipeline.cli.report import Report
 from pipeline.cli.search import Search, Terminated
 from pipeline.cli.select import Select
@@ -57,7 +58,7 @@ class Command(Protocol):
 
 COMMANDS: dict[str, Command] = {command.name: command for command in (
     Search(), Select(), Status(), List(), Fork(), Delete(), Report(), Compare(), Export(),
-    Evaluate(), Dashboard(), Bench())}
+    Picks(), Evaluate(), Dashboard(), Bench())}
 
 
 def build_parser() -> argparse.ArgumentParser:

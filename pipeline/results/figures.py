@@ -315,6 +315,43 @@ def incumbent_figure(curve: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def picks_figure(summary: pd.DataFrame, *, lines: Sequence[tuple[float, str]] = (
+        (94.0, "goal"), (94.37, "space optimum"))) -> go.Figure:
+    """A panel per setting: each method's pick by the judge beside the best of its cells
+    (table CIFAR-10 test accuracy), after the first searches (light) and after all
+    (dark), the mean over seeds as a dot and their standard deviation as its error bar;
+    dotted lines at ``lines`` (accuracy, label)."""
+    settings = list(dict.fromkeys(summary["setting"]))
+    figure = make_subplots(rows=1, cols=len(settings), subplot_titles=settings,
+                           shared_yaxes=True)
+    budgets = list(dict.fromkeys(summary["budget"]))
+    shades = {"judge_pick": ("#9ecae1", "#08519c"), "best_of_its_cells": ("#fdae6b", "#a63603")}
+    labels = {"judge_pick": "the judge's pick", "best_of_its_cells": "best of its cells"}
+    for col, setting in enumerate(settings, start=1):
+        rows = summary[summary["setting"] == setting]
+        for measure, colours in shades.items():
+            for k, budget in enumerate(budgets):
+                part = rows[rows["budget"] == budget]
+                figure.add_scatter(
+                    x=part["method"], y=part[f"{measure}_mean"], mode="markers",
+                    error_y=dict(array=part[f"{measure}_std"]), showlegend=col == 1,
+                    marker=dict(size=11, color=colours[min(k, 1) if len(budgets) > 1 else 1]),
+                    name=f"{labels[measure]}, {budget} searches",
+                    offsetgroup=f"{measure} {budget}", row=1, col=col)
+        for k, (value, label) in enumerate(lines):
+            notes = dict(annotation_text=label, annotation_position=(
+                "top right" if k % 2 else "bottom right")) if col == len(settings) else {}
+            figure.add_hline(y=value, line=dict(dash="dot", color="#555555"), row=1, col=col,
+                             **notes)
+    low = min((summary[f"{m}_mean"] - summary[f"{m}_std"]).min() for m in shades)
+    high = max(*((summary[f"{m}_mean"] + summary[f"{m}_std"]).max() for m in shades),
+               *(value for value, _ in lines))
+    figure.update_yaxes(range=[low - 0.3, high + 0.3])  # a line would otherwise start it at 0
+    figure.update_yaxes(title_text="CIFAR-10 test accuracy (%, table)", row=1, col=1)
+    return figure.update_layout(scattermode="group", legend=dict(orientation="h", y=-0.2),
+                                height=520)
+
+
 class ImageExportError(RuntimeError):
     """Figures cannot be written as images on this machine (no kaleido or no Chrome)."""
 

@@ -1,0 +1,76 @@
+"""``globaldarts picks``: the recorded picks summarised per setting, method and budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import cli
+from pipeline.results.picks import summarise_picks
+
+
+def _picks(path: Path) -> Path:
+    """Two settings, plain and CMA-ES starts, two seeds each, judged after 5 and 10."""
+    rows = []
+    for setting, shift in (("collapse", 0.0), ("small", -1.0)):
+        for method, gain in (("darts", 0.0), ("cmaes", 0.5)):
+            for seed in (0, 1):
+                judge = 93.0 + seed + gain + shift
+                rows.append({
+                    "setting": setting, "variant": "darts", "start_space": "edge",
+                    "method": method, "seed": seed, "cifar10": judge - 1,
+                    "judge_cifar10": judge, "best_of_its_cells": 94.0 + shift,
+                    "judge_regret": 94.0 + shift - judge, "mean_cell": 90.0, "params": 0.5,
+                    "judge_params": 0.4 + seed / 10, "cut_off": seed,
+                    "judge_from_centre": seed == 0, "pick_from_centre": True,
+                    "first_searches": 5, "first_cifar10": judge - 2,
+                    "first_judge_cifar10": judge - 1, "first_best_of_its_cells": 93.5,
+                    "first_judge_regret": 0.5, "first_mean_cell": 89.0, "first_params": 0.3,
+                    "first_judge_params": 0.3, "first_cut_off": 0,
+                    "first_judge_from_centre": True, "first_pick_from_centre": False})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_each_setting_method_and_budget_is_summarised_over_its_seeds(tmp_path: Path) -> None:
+    summary = summarise_picks(pd.read_csv(_picks(tmp_path / "picks.csv")))
+    assert summary[["setting", "method", "budget"]].values.tolist() == [
+        [setting, method, budget] for setting in ("collapse", "small")
+        for method in ("plain", "CMA-ES") for budget in ("first 5", "all")]
+    cmaes = summary.iloc[3]  # collapse, CMA-ES, all ten
+    assert cmaes["judge_pick_mean"] == pytest.approx(94.0)
+    assert cmaes["judge_pick_std"] == pytest.approx(2**-0.5)
+    assert cmaes["objective_pick_mean"] == pytest.approx(93.0)
+    assert cmaes["judge_params_mean"] == pytest.approx(0.45)
+    assert (cmaes["cut_off_mean"], cmaes["judge_from_centre"],
+            cmaes["objective_from_centre"]) == (0.5, 1, 2)
+    first = summary.iloc[2]
+    assert first["judge_pick_mean"] == pytest.approx(93.0)
+    assert (first["judge_from_centre"], first["objective_from_centre"]) == (2, 0)
+
+
+def test_the_command_writes_the_table_and_figure_of_the_settings_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _picks(tmp_path / "picks.csv")
+    assert cli.main(["picks", str(path), "--setting", "small", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "picks" / "picks.md").read_text()
+    assert "| small | CMA-ES | all | 2 | 93.00 ± 0.71 |" in table and "collapse" not in table
+    assert "| small | plain | first 5 | 2 | 91.50 ± 0.71 |" in capsys.readouterr().out
+    assert "plotly" in (tmp_path / "picks" / "picks.html").read_text()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("other", "holds no setting 'other' (it holds: collapse; small)"),
+    (None, "not a picks table")])
+def test_a_setting_or_file_it_cannot_summarise_is_one_error_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str | None,
+        message: str) -> None:
+    path = _picks(tmp_path / "picks.csv")
+    if setting is None:
+        path.write_text("not,a\npicks,table\n")
+    assert cli.main(["picks", str(path), "--setting", setting or "small",
+                     "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error and not (tmp_path / "picks").exists()
