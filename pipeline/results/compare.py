@@ -157,7 +157,7 @@ PICK_COLUMNS = {"variant": "variant", "selection": "selection", "arch_lr": "arch
                 "judge_regret": "judge_regret", "judge_from_centre": "judge_from_centre",
                 "pick_from_centre": "pick_from_centre",
                 "select_budget": "select_budget",
-                "cut_off": "cut_off", "epochs": "epochs",
+                "cut_off": "cut_off", "trials": "searches", "epochs": "epochs",
                 "first_searches": "first_searches", "first_best_cifar10_test": "first_cifar10",
                 "first_max_cifar10_test": "first_best_of_its_cells",
                 "first_mean_cifar10_test": "first_mean_cell", "first_params_M": "first_params",

@@ -49,7 +49,9 @@ def summarise_picks(picks: pd.DataFrame) -> pd.DataFrame:
     many picks came from the centre trial (plain DARTS' own start)."""
     rows = []
     for (setting, method), group in picks.groupby(["setting", "method"], sort=False):
-        budgets = [("all", "")]
+        searches = group.get("searches", pd.Series(dtype=float))
+        budgets = [("all" if searches.isna().any() or searches.nunique() != 1
+                    else f"all {int(searches.iloc[0])}", "")]
         if "first_searches" in group and group["first_searches"].notna().all():
             budgets.insert(0, (f"first {int(group['first_searches'].iloc[0])}", "first_"))
         for budget, prefix in budgets:

@@ -25,7 +25,7 @@ def _picks(path: Path) -> Path:
                     "judge_regret": 94.0 + shift - judge, "mean_cell": 90.0, "params": 0.5,
                     "judge_params": 0.4 + seed / 10, "cut_off": seed,
                     "judge_from_centre": seed == 0, "pick_from_centre": True,
-                    "first_searches": 5, "first_cifar10": judge - 2,
+                    "searches": 10, "first_searches": 5, "first_cifar10": judge - 2,
                     "first_judge_cifar10": judge - 1, "first_best_of_its_cells": 93.5,
                     "first_judge_regret": 0.5, "first_mean_cell": 89.0, "first_params": 0.3,
                     "first_judge_params": 0.3, "first_cut_off": 0,
@@ -38,8 +38,8 @@ def test_each_setting_method_and_budget_is_summarised_over_its_seeds(tmp_path: P
     summary = summarise_picks(pd.read_csv(_picks(tmp_path / "picks.csv")))
     assert summary[["setting", "method", "budget"]].values.tolist() == [
         [setting, method, budget] for setting in ("collapse", "small")
-        for method in ("plain", "CMA-ES") for budget in ("first 5", "all")]
-    cmaes = summary.iloc[3]  # collapse, CMA-ES, all ten
+        for method in ("plain", "CMA-ES") for budget in ("first 5", "all 10")]
+    cmaes = summary.iloc[3]  # collapse, CMA-ES, all ten searches
     assert cmaes["judge_pick_mean"] == pytest.approx(94.0)
     assert cmaes["judge_pick_std"] == pytest.approx(2**-0.5)
     assert cmaes["objective_pick_mean"] == pytest.approx(93.0)
@@ -56,7 +56,7 @@ def test_the_command_writes_the_table_and_figure_of_the_settings_asked(
     path = _picks(tmp_path / "picks.csv")
     assert cli.main(["picks", str(path), "--setting", "small", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "picks" / "picks.md").read_text()
-    assert "| small | CMA-ES | all | 2 | 93.00 ± 0.71 |" in table and "collapse" not in table
+    assert "| small | CMA-ES | all 10 | 2 | 93.00 ± 0.71 |" in table and "collapse" not in table
     assert "| small | plain | first 5 | 2 | 91.50 ± 0.71 |" in capsys.readouterr().out
     assert "plotly" in (tmp_path / "picks" / "picks.html").read_text()
 
