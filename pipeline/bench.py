@@ -34,7 +34,8 @@ from pipeline.spaces import get_space
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BenchRecord:
     """One measurement. ``median_ms`` is one search iteration (an architecture step and a
-    weight step) for ``kind="iteration"``, one whole epoch for ``kind="epoch"``."""
+    weight step) for ``kind="iteration"``, one whole epoch for ``kind="epoch"``, one whole
+    perturbation selection for ``kind="selection"``."""
 
     kind: str
     space: str
@@ -169,17 +170,39 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     search.run_epoch()  # warm-up
     times = [search.run_epoch().seconds for _ in range(2)]
     epoch_s = statistics.median(times)
-    return BenchRecord(kind="epoch", space=config.space.name, variant=config.search.variant,
-                       order=config.search.order,
-                       batch=config.search.batch_size, population=1,
-                       precision=config.search.precision,
-                       channels_last=config.search.channels_last,
-                       compiled=config.search.compile,
-                       channels=config.space.channels,
+    return _study_record("epoch", config, dev, median_ms=1000 * epoch_s,
+                         trials_per_hour=3600 / (epoch_s * config.search.epochs))
+
+
+def measure_selection(config: StudyConfig, *, device: str) -> BenchRecord:
+    """Wall time of one whole perturbation selection of the study's supernet (every
+    decision, without fine-tuning between them) on its own validation data: what the
+    selection adds to each trial besides its fine-tuning epochs. The supernet is untrained
+    (plain DARTS' start): a selection measures the same candidates whatever its weights."""
+    timed = with_overrides(config, ["search.selection=perturbation",
+                                    "search.selection_tune_epochs=0"])
+    dev = torch.device(device)
+    data = prepare_data(timed, dev)
+    space = build_start_space(timed, steps_per_epoch=len(data.weight_batches))
+    search = build_search(timed, data, space.decode(space.centre()), seed=0, init_seed=0,
+                          device=dev)
+    search.epoch = search.epochs  # the search is over: every decision is due
+    seconds = _seconds(search.select, dev)
+    return _study_record("selection", timed, dev, median_ms=1000 * seconds)
+
+
+def _study_record(kind: str, config: StudyConfig, device: torch.device, *, median_ms: float,
+                  trials_per_hour: float | None = None) -> BenchRecord:
+    """A measurement of a study's own search (one search, as the study file sets it)."""
+    search = config.search
+    return BenchRecord(kind=kind, space=config.space.name, variant=search.variant,
+                       order=search.order, batch=search.batch_size, population=1,
+                       precision=search.precision, channels_last=search.channels_last,
+                       compiled=search.compile, channels=config.space.channels,
                        cells_per_stage=get_space(config.space.name).depth(config.space),
-                       device=str(dev), median_ms=1000 * epoch_s, peak_mem_mib=_peak_mib(dev),
-                       torch_version=torch.__version__,
-                       trials_per_hour=3600 / (epoch_s * config.search.epochs))
+                       device=str(device), median_ms=median_ms,
+                       peak_mem_mib=_peak_mib(device), torch_version=torch.__version__,
+                       trials_per_hour=trials_per_hour)
 
 
 def _child(function: Callable[..., BenchRecord], kwargs: dict[str, Any],

@@ -1,5 +1,6 @@
 """``globaldarts bench``: time DARTS iterations of a study's supernet on random data, an
-epoch of the study itself, and the outer loop alone, on this device."""
+epoch and a perturbation selection of the study itself, and the outer loop alone, on
+this device."""
 
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ class Bench:
                             help="untimed iterations first (default 2)")
         parser.add_argument("--epoch", action="store_true",
                             help="also time an epoch of the study on its own data")
+        parser.add_argument("--selection", action="store_true",
+                            help="also time one whole perturbation selection of the study's "
+                            "supernet on its own validation data (no fine-tuning)")
         parser.add_argument("--outer-dims", type=whole_number(0), default=0,
                             help="also time the outer loop alone: CMA-ES over this many floats")
         parser.add_argument("--outer-trials", type=whole_number(1), default=200,
@@ -72,7 +76,13 @@ class Bench:
 
         import torch
 
-        from pipeline.bench import check_iterations, in_fresh_process, measure_epoch, measure_outer
+        from pipeline.bench import (
+            check_iterations,
+            in_fresh_process,
+            measure_epoch,
+            measure_outer,
+            measure_selection,
+        )
         from pipeline.config import StudyConfig, load, with_overrides
 
         config = (load(args.study, args.set) if args.study
@@ -86,6 +96,8 @@ class Bench:
         records = _iterations(config, args, device)
         if args.epoch:
             records.append(in_fresh_process(measure_epoch, config=config, device=device))
+        if args.selection:
+            records.append(in_fresh_process(measure_selection, config=config, device=device))
         if args.outer_dims:
             records.append(in_fresh_process(measure_outer, dims=args.outer_dims,
                                             trials=args.outer_trials,

@@ -164,14 +164,14 @@ class DartsSearch:
         if self.epoch < self.epochs:  # fine-tuning keeps its learning rate
             self.scheduler.step()
         self.epoch += 1
-        self._select()
+        self.select()
         record = _measure(self, totals, weight_lr, started)
         self.history.append(record)
         return record
 
-    def _select(self) -> None:
+    def select(self) -> None:
         """Make the selection's decisions that are due, each candidate measured by batch
-        statistics."""
+        statistics on the validation batches (all of them at once without fine-tuning)."""
         if self.selection is None or self.epoch < self.epochs:
             return
         mean = self.variant.mean_weights(self.net.alphas)

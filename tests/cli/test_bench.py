@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from pipeline.bench import measure_epoch, measure_iteration, measure_outer
+from pipeline.bench import measure_epoch, measure_iteration, measure_outer, measure_selection
 from pipeline.config import SearchConfig, SpaceConfig, StudyConfig
+from pipeline.search.selection import PerturbationSelection, decisions
+from pipeline.spaces import get_space
 
 
 def _bench(*, space: str = "nb201", channels: int = 4, cells: int = 1, batch: int = 8,
@@ -48,6 +50,26 @@ def test_epoch_record_gives_trials_per_hour(tiny_config: StudyConfig) -> None:
     record = measure_epoch(tiny_config, device="cpu")
     assert record.kind == "epoch" and record.trials_per_hour is not None
     assert record.trials_per_hour == pytest.approx(3600 / (record.median_ms / 1000 * 3))
+
+
+def test_selection_record_times_every_decision_of_one_selection(
+        tiny_config: StudyConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    decide = PerturbationSelection.decide
+    monkeypatch.setattr(PerturbationSelection, "decide",
+                        lambda self, *args: made.append(self.done) or decide(self, *args))
+    record = measure_selection(tiny_config, device="cpu")
+    plan = decisions(get_space(tiny_config.space.name), 0)
+    assert made == list(range(len(plan))) and len(made) > 1
+    assert record.kind == "selection" and record.median_ms > 0
+
+
+def test_bench_command_times_a_study_files_selection(study_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", str(study_file), "--order", "1", "--iterations", "1",
+                     "--warmup", "0", "--device", "cpu", "--selection",
+                     "--json", str(out)]) == 0
+    assert [r["kind"] for r in json.loads(out.read_text())] == ["iteration", "selection"]
 
 
 def test_darts_space_iteration_record() -> None:
