@@ -4,6 +4,7 @@ retry that resumes from their checkpoint with the same start point and seed."""
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 import os
 import warnings
@@ -17,6 +18,10 @@ from pipeline.outer.trials import INTERRUPTED, original_number, resumable, tell_
 
 logger = logging.getLogger(__name__)
 
+# A worker sets up a trial it asked for (writes its own record) within seconds: a trial
+# still not set up this long after it was asked for was left by a worker that stopped.
+SETUP_GRACE = datetime.timedelta(minutes=10)
+
 
 def recover(study: optuna.Study, *, heartbeat: bool) -> list[int]:
     """Fail the running trials whose worker is gone (on this machine: its process has
@@ -24,6 +29,7 @@ def recover(study: optuna.Study, *, heartbeat: bool) -> list[int]:
     retry of every resumable failure not yet retried. Returns the original numbers of the
     trials queued."""
     fail_dead_local_trials(study)
+    fail_unset_trials(study, grace=SETUP_GRACE)
     if heartbeat:
         fail_stale_trials(study)
     return requeue_resumable(study)
@@ -50,6 +56,27 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
             continue  # another worker on this machine failed it first
         logger.info("trial %d: %s", trial.number, reason)
         failed.append(trial.number)
+    return failed
+
+
+def fail_unset_trials(study: optuna.Study, *,
+                      grace: datetime.timedelta = SETUP_GRACE) -> list[int]:
+    """Fail, as interrupted, the running trials that no worker set up (none wrote its own
+    record) within ``grace`` of being asked for: their worker stopped between asking and
+    its first heartbeat, so neither a heartbeat nor a process would ever end them, and
+    the budget would count them as running for ever."""
+    failed = []
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record, started = TrialRecord.of(trial), trial.datetime_start
+        set_up = record.worker is not None and record.own_worker(trial.number)
+        if set_up or started is None or now - started < grace:
+            continue
+        reason = f"{INTERRUPTED}: no worker set it up within {grace} of asking for it"
+        if tell_end(study, optuna.trial.Trial(study, trial._trial_id), TrialState.FAIL,
+                    reason):
+            logger.info("trial %d: %s", trial.number, reason)
+            failed.append(trial.number)
     return failed
 
 

@@ -769,3 +769,28 @@ def test_a_retry_being_set_up_is_not_taken_for_the_dead_worker_it_copied(
     assert TrialRecord.of(retry).worker == f"{socket.gethostname()}:1"
     assert fail_dead_local_trials(study) == []
     assert study.get_trials()[retry.number].state == TrialState.RUNNING
+
+
+def test_a_trial_its_worker_never_set_up_is_failed_and_retried_after_a_grace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker stopped between asking for a trial and its first heartbeat leaves it
+    running with no record of its own: after the grace it is failed and queued again, so
+    the budget does not count it as running for ever."""
+    import datetime
+
+    import pipeline.outer.recovery
+    from pipeline.outer.record import TrialRecord
+    from pipeline.outer.recovery import recover
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/study.db")
+    left = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    set_up = study.ask()
+    TrialRecord(worker="elsewhere:1", worker_trial=set_up.number).store(set_up)
+    assert recover(study, heartbeat=True) == []  # within the grace: being set up
+    monkeypatch.setattr(pipeline.outer.recovery, "SETUP_GRACE", datetime.timedelta(0))
+    assert recover(study, heartbeat=True) == [left.number]  # failed, queued again
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING,
+                                         TrialState.WAITING]
+    assert TrialRecord.of(trials[0]).fail_reason.startswith("interrupted: no worker set it up")
+    assert trials[2].params == left.params
