@@ -61,9 +61,10 @@ def summarise_picks(picks: pd.DataFrame) -> pd.DataFrame:
                 values = group.get(prefix + column, pd.Series(dtype=float)).astype(float)
                 row[f"{name}_mean"] = values.mean()
                 row[f"{name}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
-            for name, column in CENTRE:
-                flags = group.get(prefix + column, pd.Series(dtype=object))
-                row[name] = int(flags.astype(str).str.lower().eq("true").sum())
+            for name, column in CENTRE:  # None where the picks do not say
+                flags = group.get(prefix + column, pd.Series(dtype=object)).dropna()
+                row[name] = (int(flags.astype(str).str.lower().eq("true").sum())
+                             if len(flags) else None)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -75,15 +76,20 @@ def summary_markdown(summary: pd.DataFrame) -> str:
               "| cut off by none | picks from the centre, judge / objective |\n"
               + "|" + " --- |" * 12 + "\n")
 
-    def spread(row: pd.Series, name: str, digits: int = 2) -> str:
-        return f"{row[name + '_mean']:.{digits}f} ± {row[name + '_std']:.{digits}f}"
+    def spread(row: pd.Series, name: str, digits: int = 2) -> str:  # "-": not recorded
+        mean, std = row[name + "_mean"], row[name + "_std"]
+        return "-" if pd.isna(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+    def count(value: object) -> str:
+        return "-" if pd.isna(value) else str(int(value))  # type: ignore[call-overload]
 
     lines = [f"| {r['setting']} | {r['method']} | {r['budget']} | {r['seeds']} | "
              f"{spread(r, 'judge_pick')} | {spread(r, 'objective_pick')} | "
              f"{spread(r, 'best_of_its_cells')} | {spread(r, 'judge_regret')} | "
              f"{spread(r, 'mean_cell')} | {spread(r, 'judge_params', 3)} | "
-             f"{r['cut_off_mean']:.1f} | {r['judge_from_centre']} / "
-             f"{r['objective_from_centre']} |" for _, r in summary.iterrows()]
+             + ("-" if pd.isna(r["cut_off_mean"]) else f"{r['cut_off_mean']:.1f}")
+             + f" | {count(r['judge_from_centre'])} / {count(r['objective_from_centre'])} |"
+             for _, r in summary.iterrows()]
     return header + "\n".join(lines) + "\n"
 
 

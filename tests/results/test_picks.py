@@ -74,3 +74,15 @@ def test_a_setting_or_file_it_cannot_summarise_is_one_error_line(
                      "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and "\n" not in error and not (tmp_path / "picks").exists()
+
+
+def test_what_older_picks_did_not_record_reads_as_a_dash(tmp_path: Path) -> None:
+    picks = pd.read_csv(_picks(tmp_path / "picks.csv"))
+    older = picks.drop(columns=[c for c in picks if "judge" in c or "centre" in c
+                                or c.startswith("first_") or c == "mean_cell"])
+    older.to_csv(tmp_path / "older.csv", index=False)
+    assert cli.main(["picks", str(tmp_path / "older.csv"), "--setting", "small",
+                     "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "picks" / "picks.md").read_text()
+    assert ("| small | CMA-ES | all 10 | 2 | - | 92.00 ± 0.71 | 93.00 ± 0.00 | - | - | - "
+            "| 0.5 | - / - |") in table
