@@ -163,10 +163,7 @@ def measure_epoch(config: StudyConfig, *, device: str) -> BenchRecord:
     """Wall time of one search epoch of a study (data pipeline and measuring included),
     and the trials per hour that gives at the study's epochs."""
     dev = torch.device(device)
-    data = prepare_data(config, dev)
-    space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
-    search = build_search(config, data, space.decode(space.centre()), seed=0, init_seed=0,
-                          device=dev)
+    search = _study_search(config, dev)
     search.run_epoch()  # warm-up
     times = [search.run_epoch().seconds for _ in range(2)]
     epoch_s = statistics.median(times)
@@ -182,13 +179,18 @@ def measure_selection(config: StudyConfig, *, device: str) -> BenchRecord:
     timed = with_overrides(config, ["search.selection=perturbation",
                                     "search.selection_tune_epochs=0"])
     dev = torch.device(device)
-    data = prepare_data(timed, dev)
-    space = build_start_space(timed, steps_per_epoch=len(data.weight_batches))
-    search = build_search(timed, data, space.decode(space.centre()), seed=0, init_seed=0,
-                          device=dev)
+    search = _study_search(timed, dev)
     search.epoch = search.epochs  # the search is over: every decision is due
     seconds = _seconds(search.select, dev)
     return _study_record("selection", timed, dev, median_ms=1000 * seconds)
+
+
+def _study_search(config: StudyConfig, device: torch.device) -> DartsSearch:
+    """The study's search on its own data, from plain DARTS' start, seed 0."""
+    data = prepare_data(config, device)
+    space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
+    return build_search(config, data, space.decode(space.centre()), seed=0, init_seed=0,
+                        device=device)
 
 
 def _study_record(kind: str, config: StudyConfig, device: torch.device, *, median_ms: float,

@@ -59,8 +59,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     return failed
 
 
-def fail_unset_trials(study: optuna.Study, *,
-                      grace: datetime.timedelta = SETUP_GRACE) -> list[int]:
+def fail_unset_trials(study: optuna.Study, *, grace: datetime.timedelta) -> list[int]:
     """Fail, as interrupted, the running trials that no worker set up (none wrote its own
     record) within ``grace`` of being asked for: their worker stopped between asking and
     its first heartbeat, so neither a heartbeat nor a process would ever end them, and
