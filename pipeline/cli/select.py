@@ -9,6 +9,7 @@ import signal
 
 from pipeline.cli.options import (
     DEFAULT_STUDY,
+    artifacts_options,
     device_options,
     pick_device,
     set_options,
@@ -22,7 +23,7 @@ from pipeline.cli.search import raise_terminated
 class Select:
     name = "select"
     help = "choose a study's cell by training its candidates (successive halving)"
-    parents = (set_options, device_options, storage_options)
+    parents = (set_options, device_options, storage_options, artifacts_options)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", nargs="?",
@@ -47,7 +48,8 @@ class Select:
         signal.signal(signal.SIGTERM, raise_terminated)
         selection = run_selection(config, root=args.root, storage=args.storage,
                                   device=pick_device(args.device), restart=args.restart,
-                                  progress=show_progress(args), searches=args.first)
+                                  progress=show_progress(args), searches=args.first,
+                                  artifacts=args.artifacts)
         study = load_study(config.name, root=args.root, storage=args.storage)
         DashboardPublisher().publish_study(study)  # its note shows the selection
         best = best_trial(study.get_trials(deepcopy=False))

@@ -4,7 +4,8 @@ Each epoch's checkpoint is uploaded (the trial's last two are kept) and its epoc
 artifact id recorded in the trial (``TrialRecord.checkpoints``); a retry copies that record,
 so a retried trial on another machine, with an empty ``--root``, downloads its checkpoint
 and resumes. A finished trial's metrics and cell are uploaded as artifacts that
-optuna-dashboard lists. The local trial folder stays as a cache.
+optuna-dashboard lists. The local trial folder stays as a cache. The judge's trainings
+(``ROOT/_judged``) are kept there too, shared by the studies like that folder.
 """
 
 from __future__ import annotations
@@ -222,6 +223,55 @@ def _download(store: ArtifactStore, artifact_id: str, folder: Path) -> Iterator[
         yield copy
     finally:
         copy.unlink(missing_ok=True)
+
+
+class JudgedCheckpoints:
+    """The judge's trainings in an artifact store, each under an id named by what it
+    trains (``judged-NAME``, as its file in ``ROOT/_judged``), its latest epoch's
+    checkpoint only: a training begun on one machine is taken up on another, and one made
+    for a trial objective is reused by a selection elsewhere. Like the folder, they are
+    shared by the studies, so deleting a study leaves them."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+
+    def fetch(self, path: Path, *, meta: Mapping[str, Any], keys: tuple[str, ...],
+              epochs: int, after: int) -> bool:
+        """Bring the stored checkpoint of the training at ``path`` there if it is further
+        on than epoch ``after``; whether it did. One that cannot be read (damaged, caught
+        while being written, or the store failing) is passed over with a warning: the
+        training goes on from where it is."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _download(self.store, _judged_id(path), path.parent) as copy:
+                if not copy.exists():
+                    return False
+                stored = _epoch(copy, meta=meta, keys=keys, epochs=epochs, missing_ok=False)
+                if stored <= after:
+                    return False
+                os.replace(copy, path)
+        except (OSError, CheckpointError) as error:
+            logger.warning("the judge's checkpoint %s in the artifact store cannot be used: "
+                           "%s", path.stem, error)
+            return False
+        logger.info("the judge's training %s resumes after epoch %d from the artifact store",
+                    path.stem, stored)
+        return True
+
+    def upload(self, path: Path) -> None:
+        """Keep the checkpoint at ``path`` in the store, over the one before it. A store
+        that fails (after its retries) costs only a training on another machine: a
+        warning, not an error."""
+        try:
+            with path.open("rb") as handle:
+                self.store.write(_judged_id(path), handle)
+        except OSError as error:
+            logger.warning("the judge's checkpoint %s stays on this machine only: %s",
+                           path.stem, error)
+
+
+def _judged_id(path: Path) -> str:
+    return f"judged-{path.stem}"
 
 
 def upload_results(store: ArtifactStore, trial: optuna.Trial, files: Path, cell: str) -> None:

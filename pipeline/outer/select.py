@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from pipeline.config import ConfigError, SelectConfig, StudyConfig, to_dict
+from pipeline.outer.artifacts import JudgedCheckpoints, study_artifacts
 from pipeline.outer.budget import first_searches
 from pipeline.outer.claims import SearchClaim
 from pipeline.outer.folder import judged_dir
@@ -36,6 +37,7 @@ from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.storage import StudyError, default_storage, make_storage
 from pipeline.outer.study import load_study, state_dir
 from pipeline.search.judge import (
+    CheckpointMirror,
     JudgeData,
     cell_key,
     judge_data,
@@ -144,16 +146,20 @@ def check_select(select: SelectConfig) -> None:
 
 def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None = None,
                   device: torch.device, restart: bool = False, progress: bool = False,
-                  searches: int | None = None) -> StudySelection:
+                  searches: int | None = None, artifacts: str | None = None
+                  ) -> StudySelection:
     """Select among the cells of the study ``config`` names (those of its first
     ``searches`` searches, by ``first_searches``; None: all), by its ``[select]`` settings
     (see the module's doc), resuming a selection begun before; write the pick into the
     study (its ``selected`` attribute). ``restart`` drops a selection begun before and its
     trials (a training it made is taken up again where the same one is asked for: see
-    ``judged_dir``). ``progress`` shows a bar per rung.
+    ``judged_dir``). ``progress`` shows a bar per rung. The trainings are kept in the
+    artifact store ``artifacts`` too (default: the study's ``outer.artifacts``, if any),
+    where workers on other machines find them.
 
     Raises:
-        StudyError: no such study, or one without a complete trial.
+        StudyError: no such study, or one without a complete trial, or an artifact store
+            that cannot be opened.
         ConfigError: an unknown zero-cost score, or ``searches`` below 1.
         DatasetError: the study's images leave none for the selection.
     """
@@ -172,8 +178,10 @@ def run_selection(config: StudyConfig, *, root: str | Path, storage: str | None 
     name = selection_name(config.name, searches)
     if restart:
         _forget(name, make_storage(url))
+    store = study_artifacts(study, artifacts)
     stage = _Stage(config, found, make_storage(url, heartbeat_interval_s=None), name=name,
-                   root=Path(root), progress=progress)
+                   root=Path(root), progress=progress,
+                   mirror=None if store is None else JudgedCheckpoints(store))
     selection = dataclasses.replace(stage.run(data), searches=searches)
     selection.store(study)
     return selection
@@ -191,10 +199,10 @@ class _Stage:
 
     def __init__(self, config: StudyConfig, found: list[Candidate],
                  storage: optuna.storages.BaseStorage, *, name: str, root: Path,
-                 progress: bool = False) -> None:
+                 progress: bool = False, mirror: CheckpointMirror | None = None) -> None:
         self.config, self.select = config, config.select
         self.found = {c.cell: c for c in found}
-        self.root, self.progress = root, progress
+        self.root, self.progress, self.mirror = root, progress, mirror
         self.study = optuna.create_study(study_name=name, storage=storage,
                                          load_if_exists=True, direction="maximize",
                                          sampler=optuna.samplers.RandomSampler(seed=0))
@@ -287,7 +295,8 @@ class _Stage:
     def _train_one(self, cell: str, number: int, epochs: int, data: JudgeData) -> None:
         logger.info("selection: %s to epoch %d", cell, epochs)
         result = train_rung(parse_genotype(cell), data, self.select, epochs=epochs,
-                            seeds=self.seeds, folder=judged_dir(self.root))
+                            seeds=self.seeds, folder=judged_dir(self.root),
+                            mirror=self.mirror)
         trial = optuna.trial.Trial(self.study, self._states()[number]._trial_id)
         trial.set_user_attr(f"train_loss_sum_{epochs}", result.train_loss_sum)
         trial.report(result.val_acc, epochs)

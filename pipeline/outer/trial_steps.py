@@ -20,6 +20,7 @@ from pipeline.checkpoint import append_metrics, save_checkpoint, write_metrics
 from pipeline.config import JUDGED_OBJECTIVES, StudyConfig
 from pipeline.outer.artifacts import (
     ArtifactStore,
+    JudgedCheckpoints,
     fetch_checkpoint,
     local_artifacts,
     upload_checkpoint,
@@ -176,9 +177,11 @@ class TrialSteps:
             value = trained = trained_accuracy(
                 self.config, self.data, parse_genotype(last.genotype), seed=run.meta["seed"])
         elif self.judged is not None:
+            mirror = None if self.artifacts is None else JudgedCheckpoints(self.artifacts)
             value = judged = judged_objective(self.config, self.judged,
                                               parse_genotype(last.genotype),
-                                              folder=judged_dir(self.state_dir.parent))
+                                              folder=judged_dir(self.state_dir.parent),
+                                              mirror=mirror)
         seconds = None if trained is None and judged is None else time.perf_counter() - started
         params_m = self._record(run, trained_acc=trained, judged=judged, train_time_s=seconds)
         return (value, params_m) if self.config.search.multi_objective else value

@@ -9,8 +9,10 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -48,6 +50,22 @@ class JudgeData:
     num_classes: int
     in_channels: int
     fingerprint: str  # of the images and labels: a training on them is known by it
+
+
+class CheckpointMirror(Protocol):
+    """A second home of the judge's checkpoints (a shared artifact store): a training
+    begun on one machine is taken up on another, and one made for a trial objective is
+    reused by a selection elsewhere."""
+
+    def fetch(self, path: Path, *, meta: Mapping[str, Any], keys: tuple[str, ...],
+              epochs: int, after: int) -> bool:
+        """Bring its copy of the checkpoint to ``path`` if that copy is further on than
+        epoch ``after``; whether it did."""
+        ...
+
+    def upload(self, path: Path) -> None:
+        """Keep a copy of the checkpoint at ``path``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +127,15 @@ def judge_settings(select: SelectConfig, genotype: Genotype) -> TrainSettings:
 
 
 def train_rung(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
-               seeds: list[int], folder: Path) -> RungResult:
+               seeds: list[int], folder: Path, mirror: CheckpointMirror | None = None
+               ) -> RungResult:
     """Train the cell under each seed on to ``epochs`` and measure it. Each training is
-    checkpointed every epoch in ``folder``, in a file named by what it is (the cell, its
-    settings, seed and images), and resumed from there: a folder shared by selections and
-    trial objectives trains a cell once however many of them judge it."""
-    runs = [_trained(genotype, data, select, epochs=epochs, seed=seed, folder=folder)
-            for seed in seeds]
+    checkpointed every epoch in ``folder`` (and in ``mirror``), in a file named by what it
+    is (the cell, its settings, seed and images), and resumed from there or from the
+    mirror's copy, whichever is further on: a folder shared by selections and trial
+    objectives trains a cell once however many of them judge it."""
+    runs = [_trained(genotype, data, select, epochs=epochs, seed=seed, folder=folder,
+                     mirror=mirror) for seed in seeds]
     accuracies = [evaluate_network(run.net, data.valid) for run in runs]
     # a cell cut off from its input learns nothing: no loss of it counts as low
     loss_sums = [sum(run.losses[:epochs]) if genotype.connected else math.inf for run in runs]
@@ -124,7 +144,7 @@ def train_rung(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epo
 
 
 def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epochs: int,
-             seed: int, folder: Path) -> CellTraining:
+             seed: int, folder: Path, mirror: CheckpointMirror | None) -> CellTraining:
     """The cell's training under ``seed``, resumed from its checkpoint in ``folder`` and
     carried on to ``epochs`` (a cut-off cell is not trained: it answers one class whatever
     it learns)."""
@@ -136,9 +156,19 @@ def _trained(genotype: Genotype, data: JudgeData, select: SelectConfig, *, epoch
     name = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
     checkpoint = folder / f"{name}.pt"
     start = resume_training(checkpoint, meta, run)
-    if genotype.connected and start < epochs:
-        run.fit(data.train, start=start, stop=epochs,
-                after_epoch=lambda state: save_checkpoint(checkpoint, state, meta=meta))
+    if not genotype.connected or start >= epochs:
+        return run
+    if mirror is not None and mirror.fetch(checkpoint, meta=meta, keys=CellTraining.STATE_KEYS,
+                                           epochs=settings.epochs, after=start):
+        start = resume_training(checkpoint, meta, run)
+
+    def save(state: dict[str, Any]) -> None:
+        save_checkpoint(checkpoint, state, meta=meta)
+        if mirror is not None:
+            mirror.upload(checkpoint)
+
+    if start < epochs:
+        run.fit(data.train, start=start, stop=epochs, after_epoch=save)
     return run
 
 
@@ -168,17 +198,17 @@ def judge_seed(config: StudyConfig, repeat: int = 0) -> int:
 
 
 def judged_objective(config: StudyConfig, data: JudgeData, genotype: Genotype, *,
-                     folder: Path) -> float:
+                     folder: Path, mirror: CheckpointMirror | None = None) -> float:
     """The cheap judge ``search.objective`` names, of one cell: its validation accuracy
     after the selection's first rung (``rung``), minus its training losses' sum over it
     (``train-loss``), or its zero-cost score ``select.zero_cost`` (``zero-cost``); the
-    training is checkpointed in ``folder``."""
+    training is checkpointed in ``folder`` and ``mirror``."""
     objective, select = config.search.accuracy_objective, config.select
     if objective == "zero-cost":
         return zero_cost_score(select.zero_cost, genotype, data, select,
                                seed=judge_seed(config))
     result = train_rung(genotype, data, select, epochs=select.rungs[0],
-                        seeds=[judge_seed(config)], folder=folder)
+                        seeds=[judge_seed(config)], folder=folder, mirror=mirror)
     return result.val_acc if objective == "rung" else -result.train_loss_sum
 
 

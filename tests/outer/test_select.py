@@ -4,6 +4,7 @@ and refusing bad settings before it creates anything."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from optuna.distributions import FloatDistribution
 from pipeline import cli
 from pipeline.config import ConfigError, StudyConfig, with_overrides
 from pipeline.outer import select as stage
+from pipeline.outer.artifacts import JudgedCheckpoints, open_artifacts
 from pipeline.outer.folder import judged_dir
 from pipeline.outer.methods import method_studies
 from pipeline.outer.record import StudySelection, TrialRecord
@@ -25,7 +27,7 @@ from pipeline.outer.study import load_study, run_study, state_dir
 from pipeline.results.compare import compare_studies
 from pipeline.results.ground_truth import TABLE_DATASETS
 from pipeline.search import build_start_space, judge
-from pipeline.search.judge import RungResult, judge_data, judged_objective
+from pipeline.search.judge import RungResult, judge_data, judged_objective, train_rung
 from pipeline.spaces import NB201Genotype
 from pipeline.spaces.nb201.genotype import NB201_OPS
 
@@ -56,7 +58,7 @@ def _fake_rungs(monkeypatch: pytest.MonkeyPatch, scores: dict[str, float]) -> li
     trained: list[tuple] = []
 
     def fake(genotype: object, data: object, select: object, *, epochs: int, seeds: list,
-             folder: Path) -> RungResult:
+             folder: Path, mirror: object = None) -> RungResult:
         cell = genotype.to_str()  # type: ignore[attr-defined]
         trained.append((cell, epochs))
         return RungResult(epochs=epochs, val_acc=scores[cell] + epochs,
@@ -186,6 +188,80 @@ def test_a_killed_selection_resumes_to_the_uninterrupted_result(
     assert values(tmp_path / "killed") == values(tmp_path / "whole")
 
 
+def _count_epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the judge's training epochs from here on: the list's one entry."""
+    fit, epochs = judge.CellTraining.fit, [0]
+
+    def fit_counting(self: judge.CellTraining, batches: object, *, start: int = 0,
+                     stop: int | None = None, **kwargs: object) -> None:
+        epochs[0] += int(stop or self.settings.epochs) - start
+        fit(self, batches, start=start, stop=stop, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(judge.CellTraining, "fit", fit_counting)
+    return epochs
+
+
+def test_a_judges_training_begun_on_one_machine_is_taken_up_on_another(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A training kept in the artifact store goes on, on a machine with an empty folder,
+    after the epoch stored, to the uninterrupted result; a damaged stored copy is passed
+    over with a warning, and a local copy further on is kept."""
+    config = with_overrides(tiny_config, SELECT)
+    data, cell = judge_data(config, CPU), NB201Genotype.parse(CELLS[1])
+    mirror = JudgedCheckpoints(open_artifacts(f"file://{tmp_path / 'store'}"))
+
+    def rung(epochs: int, folder: str, *, shared: bool = True) -> RungResult:
+        return train_rung(cell, data, config.select, epochs=epochs, seeds=[0],
+                          folder=tmp_path / folder, mirror=mirror if shared else None)
+
+    whole = rung(3, "whole", shared=False)
+    epochs = _count_epochs(monkeypatch)
+    rung(1, "first")
+    assert rung(3, "second") == whole and epochs == [1 + 2]
+    assert rung(3, "third") == whole and epochs == [3]  # trained nothing again
+    (stored,) = (tmp_path / "store").iterdir()
+    stored.write_bytes(b"cut off")
+    with caplog.at_level(logging.WARNING):
+        assert rung(3, "fourth") == whole and epochs == [3 + 3]
+    assert "in the artifact store cannot be used" in caplog.text
+    assert rung(3, "second") == whole and epochs == [6]  # its own copy is further on
+
+
+def test_a_store_that_fails_leaves_the_judges_training_on_this_machine(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def write(self, artifact_id: str, body: object) -> None:
+            raise OSError("artifact store: endpoint unreachable")
+
+    checkpoint = tmp_path / "abc.pt"
+    checkpoint.write_bytes(b"a checkpoint")
+    with caplog.at_level(logging.WARNING):
+        JudgedCheckpoints(Down()).upload(checkpoint)  # type: ignore[arg-type]
+    assert "checkpoint abc stays on this machine only: artifact store: endpoint" in caplog.text
+
+
+def test_a_selection_elsewhere_takes_the_trial_objectives_trainings_from_the_store(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study whose trial objective is the judge's first rung, run with an artifact store:
+    the selection among its cells, made from another root that shares only its storage,
+    finds the trainings in the store the study names and trains nothing; without the
+    store it trains them again, to the same pick."""
+    config = with_overrides(tiny_config, [*SELECT, "select.rungs=[2]", "search.epochs=1",
+                                          "search.objective=rung", "outer.n_trials=2",
+                                          f"outer.artifacts=file://{tmp_path / 'store'}"])
+    run_study(config, root=tmp_path / "first", device=CPU)
+    storage = default_storage(state_dir(tmp_path / "first", config.name))
+    cells = {TrialRecord.of(t).cell for t in load_study(config.name, root=tmp_path / "first")
+             .get_trials()}
+    epochs = _count_epochs(monkeypatch)
+    elsewhere = run_selection(config, root=tmp_path / "elsewhere", storage=storage, device=CPU)
+    assert epochs == [0]
+    again = run_selection(config, root=tmp_path / "again", storage=storage, device=CPU,
+                          restart=True, artifacts=f"file://{tmp_path / 'none'}")
+    assert again == elsewhere and epochs == [2 * len(cells)] and len(cells) == 2
+
+
 def test_a_cell_is_trained_once_for_every_selection_that_judges_it_alike(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The selection among a study's first two searches trains cells that the selection
@@ -220,7 +296,8 @@ def test_a_cell_is_trained_once_for_every_selection_that_judges_it_alike(
     ["--set", "select.rungs=[2, 2]"],
     ["--set", "select.rank=['vote']"], ["--set", "select.zero_cost=flops",
                                          "--set", "select.zero_cost_drop=0.5"],
-    ["--set", "data.subset=0"], ["--set", "select.train_images=5000"]])
+    ["--set", "data.subset=0"], ["--set", "select.train_images=5000"],
+    ["--artifacts", "s3://"], ["--artifacts", "file://relative"]])
 def test_bad_settings_exit_2_with_one_line_and_create_nothing(
         args: list[str], study_file: Path, tiny_config: StudyConfig,
         capsys: pytest.CaptureFixture[str]) -> None:
