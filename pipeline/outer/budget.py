@@ -10,7 +10,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import BUDGET_MET, SURPLUS, original_number, resumable, surplus
+from pipeline.outer.trials import (
+    BUDGET_MET,
+    original_number,
+    resumable,
+    surplus,
+    twin_retry_reason,
+)
 from pipeline.search.build import search_epochs
 
 
@@ -85,14 +91,11 @@ def surplus_reason(trial: optuna.Trial, budget: Budget) -> str | None:
     runs), or the budget is taken without it, by finished trials and by the running trials
     that started before it (workers can ask for trials at once)."""
     trials = trial.study.get_trials(deepcopy=False)
-    earlier = [t for t in trials if t.number < trial.number]
     own = next(t for t in trials if t.number == trial.number)
-    retried = own.system_attrs.get("retry_history", [])[-1:]  # the trial this one retries
-    twin = next((t.number for t in earlier
-                 if retried and t.system_attrs.get("retry_history", [])[-1:] == retried), None)
-    if twin is not None:
-        return f"{SURPLUS}: trial {twin} already retries trial {retried[0]}"
-    earlier_running = sum(t.state == TrialState.RUNNING for t in earlier)
+    if (twin := twin_retry_reason(own, trials)) is not None:
+        return twin
+    earlier_running = sum(t.state == TrialState.RUNNING for t in trials
+                          if t.number < trial.number)
     return None if budget.has_room(trials, earlier_running) else BUDGET_MET
 
 

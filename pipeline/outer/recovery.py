@@ -14,7 +14,13 @@ from optuna.trial import TrialState
 
 from pipeline.outer.cores import local_worker, worker_lives
 from pipeline.outer.record import TrialRecord
-from pipeline.outer.trials import INTERRUPTED, original_number, resumable, tell_end
+from pipeline.outer.trials import (
+    INTERRUPTED,
+    original_number,
+    resumable,
+    tell_end,
+    twin_retry_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +114,22 @@ def requeue_resumable(study: optuna.Study) -> list[int]:
                 retry()(study, copy.deepcopy(trial))
                 queued.append(original_number(trial))
     return queued
+
+
+def fail_twin_retries(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Fail, as surplus, the queued retries that an earlier trial already retries (see
+    ``twin_retry_reason``). A worker that takes one fails it so, but once the budget is
+    met none is taken, and it would stay queued for good. Each is claimed first, as a
+    worker claims a trial, so that none is failed while a worker takes it. Returns their
+    numbers."""
+    trials = study.get_trials(deepcopy=False)
+    failed = []
+    for trial in trials:
+        reason = twin_retry_reason(trial, trials) if trial.state == TrialState.WAITING else None
+        if reason is None or not storage.set_trial_state_values(trial._trial_id,
+                                                                TrialState.RUNNING):
+            continue
+        if tell_end(study, optuna.trial.Trial(study, trial._trial_id), TrialState.FAIL, reason):
+            logger.info("trial %d: %s", trial.number, reason)
+            failed.append(trial.number)
+    return failed

@@ -34,7 +34,7 @@ from pipeline.outer.folder import check_folder, claim_folder
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.progress import StudyProgress
 from pipeline.outer.record import StudySelection, TrialRecord
-from pipeline.outer.recovery import fail_dead_local_trials, recover
+from pipeline.outer.recovery import fail_dead_local_trials, fail_twin_retries, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import (
     WARM_START_COPY,
@@ -301,6 +301,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, steps: Tria
                 raise
             best = best_trial(study.get_trials(deepcopy=False))
             shown.update(budget_spent(study, budget), None if best is None else best.values[0])
+        fail_twin_retries(study, storage)
     finally:
         shown.close()
 

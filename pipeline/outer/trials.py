@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from pipeline.config import SearchConfig, StudyConfig, to_dict, without_changeable
 from pipeline.outer.record import TrialRecord
@@ -70,6 +71,16 @@ def surplus(reason: str | None) -> bool:
     """Whether a failed trial with this ``fail_reason`` never ran its search (see
     ``SURPLUS``)."""
     return reason is not None and reason.partition(":")[0] == SURPLUS
+
+
+def twin_retry_reason(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str | None:
+    """Why ``trial`` is a surplus retry, or None: an earlier trial of ``trials`` retries the
+    same failed trial (workers recovering at once may each queue a retry of it; the
+    earliest runs)."""
+    retried = trial.system_attrs.get("retry_history", [])[-1:]
+    twin = next((t.number for t in trials if retried and t.number < trial.number
+                 and t.system_attrs.get("retry_history", [])[-1:] == retried), None)
+    return None if twin is None else f"{SURPLUS}: trial {twin} already retries trial {retried[0]}"
 
 
 def finished_elsewhere(error: BaseException) -> bool:

@@ -595,7 +595,8 @@ def test_retries_two_workers_queued_at_once_run_the_search_once(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers recovering at once can each queue a retry of the same failed trial: the
     earlier retry resumes it and the study's outcome is the undisturbed one; the later
-    never runs its search (taken up, it ends as a surplus that does not count)."""
+    never runs its search: it ends as a surplus that does not count, also when the budget
+    is met before any worker takes it."""
     config = _with(tiny_config, outer={"n_trials": 2})
     run_study(config, root=tmp_path / "whole", device=CPU)
     _fill_the_disk_in_trial_1(config, tmp_path / "split", monkeypatch)
@@ -605,14 +606,13 @@ def test_retries_two_workers_queued_at_once_run_the_search_once(
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, failed)
     summary = run_study(config, root=tmp_path / "split", device=CPU)
     trials = load_study("tiny", root=tmp_path / "split").get_trials()
-    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE, TrialState.WAITING]
-    assert summary.finished == 2
+    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert summary.finished == 2 and not trials[3].intermediate_values
+    assert trials[3].user_attrs["fail_reason"] == "surplus: trial 2 already retries trial 1"
     whole = load_study("tiny", root=tmp_path / "whole").get_trials()
     assert _outcomes(trials) == _outcomes(whole)
     run_study(_with(config, outer={"n_trials": 3}), root=tmp_path / "split", device=CPU)
     trials = load_study("tiny", root=tmp_path / "split").get_trials()
-    assert trials[3].state == TrialState.FAIL and not trials[3].intermediate_values
-    assert trials[3].user_attrs["fail_reason"] == "surplus: trial 2 already retries trial 1"
     assert trials[4].state == TrialState.COMPLETE and trials_used(trials) == 3
 
 
