@@ -3,8 +3,11 @@ SQLite database by default, passwords kept out of messages."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import tempfile
 import time
 import urllib.parse
 import warnings
@@ -191,8 +194,9 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
         if path.is_file() and path.stat().st_size == 0:
             raise StudyError(f"{path} is empty (0 bytes), not a study database: a damaged "
                              "file? Move it away to start the study afresh")
-        path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        if not path.exists():
+            _create_sqlite_whole(path, engine_kwargs)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             return _ClaimingStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
@@ -201,6 +205,23 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _create_sqlite_whole(path: Path, engine_kwargs: dict[str, Any]) -> None:
+    """Create a new SQLite study database whole: its tables are made in a file beside it,
+    which is then linked into place unless another worker's got there first. SQLite creates
+    a database file empty and fills it moments later, so a worker starting beside the
+    creator would otherwise open an empty file, which is always a damaged one here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(handle)
+    try:
+        optuna.storages.RDBStorage(f"sqlite:///{name}",
+                                   engine_kwargs=engine_kwargs).engine.dispose()
+        with contextlib.suppress(FileExistsError):
+            os.link(name, path)
+    finally:
+        os.unlink(name)
 
 
 def _schema_race(error: sqlalchemy.exc.DBAPIError) -> bool:

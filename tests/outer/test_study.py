@@ -362,6 +362,31 @@ def test_storage_conflicts_between_workers_are_retried(
     assert summary.finished == 2 and calls["stale"] > 1 and calls["run"] == 3
 
 
+def test_a_new_sqlite_database_never_appears_empty(tmp_path: Path) -> None:
+    """A worker starting beside the one that creates the database must never find it empty
+    (it would take it for a damaged file): the file appears with its tables, and a second
+    opener keeps the first one's database."""
+    import sqlalchemy
+
+    path = tmp_path / "study" / "study.db"
+    seen: list[int] = []
+
+    def look(*_: object) -> None:
+        if path.exists():
+            seen.append(path.stat().st_size)
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", look)
+    try:
+        storage = make_storage(f"sqlite:///{path}", heartbeat_interval_s=None)
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "kept")
+        again = make_storage(f"sqlite:///{path}", heartbeat_interval_s=None)
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "connect", look)
+    assert seen and 0 not in seen
+    assert again.get_study_id_from_name("kept") == study_id
+    assert [p.name for p in path.parent.iterdir()] == ["study.db"]  # nothing left beside it
+
+
 def test_a_population_study_equals_the_same_study_run_one_trial_at_a_time(
         tiny_config: StudyConfig, tmp_path: Path) -> None:
     """Plain DARTS trials (their own seeds and initial weights) search the same start
