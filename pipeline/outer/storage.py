@@ -27,6 +27,8 @@ SQLITE_BUSY_TIMEOUT_S = 60
 # Connections a worker keeps to a server database: the pool, and how far it may go beyond.
 POOL_SIZE, POOL_OVERFLOW = 2, 2
 SCHEMA_ATTEMPTS = 5
+# An empty SQLite file modified this recently may be one another opener is filling.
+EMPTY_DATABASE_GRACE_S = 2.0
 # A URL's password: from the ':' after its user name to the last '@' before a blank or a
 # quote, so that a password holding '/', ':' or an unencoded '@' is hidden whole. (Not
 # SQLAlchemy's make_url(...).render_as_string(hide_password=True): it splits an unencoded
@@ -191,9 +193,7 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
                              pool_pre_ping=True)
     else:
         path = Path(url.removeprefix("sqlite:///"))
-        if path.is_file() and path.stat().st_size == 0:
-            raise StudyError(f"{path} is empty (0 bytes), not a study database: a damaged "
-                             "file? Move it away to start the study afresh")
+        _refuse_empty(path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         if not path.exists():
             _create_sqlite_whole(path, engine_kwargs)
@@ -207,11 +207,27 @@ def _database(url: str, **heartbeat: Any) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
+def _refuse_empty(path: Path) -> None:
+    """Refuse an empty SQLite file, which is a damaged study database here, unless it is
+    one that another opener (Optuna itself, the dashboard) is filling right now: SQLite
+    creates a file empty and writes its tables moments later, so a young empty file gets
+    a moment to fill.
+
+    Raises:
+        StudyError: the file is empty and was not filled in time.
+    """
+    while path.is_file() and (stat := path.stat()).st_size == 0:
+        if time.time() - stat.st_mtime > EMPTY_DATABASE_GRACE_S:
+            raise StudyError(f"{path} is empty (0 bytes), not a study database: a damaged "
+                             "file? Move it away to start the study afresh")
+        time.sleep(0.05)
+
+
 def _create_sqlite_whole(path: Path, engine_kwargs: dict[str, Any]) -> None:
     """Create a new SQLite study database whole: its tables are made in a file beside it,
     which is then linked into place unless another worker's got there first. SQLite creates
     a database file empty and fills it moments later, so a worker starting beside the
-    creator would otherwise open an empty file, which is always a damaged one here."""
+    creator would otherwise open an empty file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
     os.close(handle)

@@ -80,9 +80,10 @@ def test_a_trial_killed_on_one_machine_resumes_on_another_from_the_store(
     assert whole.returncode == 0, whole.stderr
     storage = f"sqlite:///{tmp_path}/shared.db"
     machine_a, machine_b = tmp_path / "a", tmp_path / "b"
-    worker_a = subprocess.Popen(_search(study_file, machine_a, storage, "--artifacts", url),
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_checkpoint(storage, epoch=2)
+    with (tmp_path / "worker_a.err").open("w") as errors:
+        worker_a = subprocess.Popen(_search(study_file, machine_a, storage, "--artifacts", url),
+                                    env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    _wait_for_checkpoint(storage, worker_a, tmp_path / "worker_a.err", epoch=2)
     worker_a.kill()
     worker_a.wait()
     shutil.rmtree(machine_a)  # machine B sees none of A's files
@@ -126,19 +127,30 @@ def test_a_trial_killed_on_one_machine_resumes_on_another_from_the_store(
     assert "cifar10 90.00" in capsys.readouterr().out
 
 
-def _wait_for_checkpoint(storage: str, *, epoch: int) -> None:
-    """Wait until the study's running trial has stored a checkpoint at ``epoch`` or later."""
+def _wait_for_checkpoint(url: str, worker: subprocess.Popen, errors: Path, *,
+                         epoch: int) -> None:
+    """Wait until the study's running trial, run by ``worker``, has stored a checkpoint at
+    ``epoch`` or later. The tiny trial's epochs take a fraction of a second, so the study
+    is read through one storage, a few milliseconds a look, not reopened each time (which
+    can take longer than the rest of the trial); a worker that stops first, or stores no
+    checkpoint in time, fails the test with its errors."""
+    storage = optuna.storages.RDBStorage(url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise AssertionError(f"the worker stopped (exit {worker.returncode}) before it "
+                                 f"was killed:\n{errors.read_text()}")
         try:
-            trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+            running = storage.get_all_trials(storage.get_study_id_from_name("tiny"),
+                                             deepcopy=False, states=(TrialState.RUNNING,))
         except KeyError:  # not created yet
-            trials = []
-        stored = [TrialRecord.of(t).checkpoints for t in trials if t.state == TrialState.RUNNING]
+            running = []
+        stored = [TrialRecord.of(trial).checkpoints or [] for trial in running]
         if stored and stored[0] and stored[0][-1][0] >= epoch:
             return
-        time.sleep(0.05)
-    raise AssertionError("the worker never stored a checkpoint")
+        time.sleep(0.01)
+    worker.kill()
+    raise AssertionError(f"the worker stored no checkpoint in 120 s:\n{errors.read_text()}")
 
 
 def _metrics(folder: Path) -> list[dict]:

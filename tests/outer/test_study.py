@@ -387,6 +387,30 @@ def test_a_new_sqlite_database_never_appears_empty(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["study.db"]  # nothing left beside it
 
 
+def test_an_empty_database_that_another_opener_is_filling_is_waited_for(
+        tmp_path: Path) -> None:
+    """Optuna itself (the dashboard, a script) creates a database file empty and fills it
+    moments later: a worker that finds it then waits for the tables rather than calling
+    it damaged. An empty file that nobody is filling stays a damaged one."""
+    theirs = tmp_path / "theirs.db"
+    make_storage(f"sqlite:///{theirs}", heartbeat_interval_s=None).create_new_study(
+        [optuna.study.StudyDirection.MAXIMIZE], "theirs")
+    path = tmp_path / "study.db"
+    path.write_bytes(b"")
+    filler = threading.Timer(0.3, lambda: path.write_bytes(theirs.read_bytes()))
+    filler.start()
+    try:
+        storage = make_storage(f"sqlite:///{path}", heartbeat_interval_s=None)
+    finally:
+        filler.join()
+    assert storage.get_study_id_from_name("theirs") is not None
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"")
+    os.utime(damaged, (0, 0))  # empty for a long time
+    with pytest.raises(StudyError, match=r"empty \(0 bytes\), not a study database"):
+        make_storage(f"sqlite:///{damaged}", heartbeat_interval_s=None)
+
+
 def test_a_population_study_equals_the_same_study_run_one_trial_at_a_time(
         tiny_config: StudyConfig, tmp_path: Path) -> None:
     """Plain DARTS trials (their own seeds and initial weights) search the same start
