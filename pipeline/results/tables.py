@@ -60,7 +60,7 @@ def _pick_tables(curve: pd.DataFrame) -> str:
     step = max(1, round(budget / 4 / every)) * every
     shown = sorted({m for m in marks if m % step == 0} | {budget})
     text = ""
-    for column, what in (("best_value", "TrialSteps"),
+    for column, what in (("best_value", "Objective"),
                          ("best_cifar10_test", "CIFAR-10 table score")):
         if column not in curve:
             continue

@@ -88,6 +88,8 @@ def test_compare_runs_every_method_at_one_budget(
                and final.loc[(row.method, row.seed), "best_cifar10_test"]
                == row.best_cifar10_test for row in frame.itertuples())
     assert "| method | after 2 epochs | after 4 epochs | after 6 epochs |" in markdown
+    assert "\nObjective of each method's pick (its best trial so far)" in markdown
+    assert "\nCIFAR-10 table score of each method's pick" in markdown
     last = epochs[epochs["epoch"] == 2]
     assert set(frame["cell"]) <= set(last["cell"])  # each best cell is a trial's final cell
     budget, per_trial = 3 * 2, 2
