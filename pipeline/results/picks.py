@@ -46,9 +46,18 @@ def summarise_picks(picks: pd.DataFrame) -> pd.DataFrame:
     """A row per setting, method and budget (the first searches, where recorded, then
     all): the mean and standard deviation over seeds of each pick's table score, of the
     best of the cells, of the judge's regret, the mean cell and the parameters, and how
-    many picks came from the centre trial (plain DARTS' own start)."""
+    many picks came from the centre trial (plain DARTS' own start). Settings keep their
+    order; methods come as compare runs them, plain starts first."""
+    settings, methods = list(dict.fromkeys(picks["setting"])), list(METHOD_NAMES)
+
+    def place(key: tuple[str, str]) -> tuple[int, int]:
+        setting, method = key
+        return settings.index(setting), (methods.index(method) if method in methods
+                                         else len(methods))
+
     rows = []
-    for (setting, method), group in picks.groupby(["setting", "method"], sort=False):
+    groups = picks.groupby(["setting", "method"], sort=False)
+    for (setting, method), group in sorted(groups, key=lambda item: place(item[0])):
         searches = group.get("searches", pd.Series(dtype=float))
         budgets = [("all" if searches.isna().any() or searches.nunique() != 1
                     else f"all {int(searches.iloc[0])}", "")]
