@@ -35,6 +35,8 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
                               ("none_share", "none"), ("cut_off", "cut off"))
         for stat in ("mean", "std")]
     text += "\nMean and standard deviation over seeds:\n\n" + _markdown(summary, spread)
+    if "judge_cifar10_test" in frame:
+        text += _judge_tables(frame, summary)
     if not curve.empty:
         text += _pick_tables(curve)
     if not agreement.empty:
@@ -43,13 +45,43 @@ def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataF
                      ("objective", "validation signal", "{}"),
                      ("spearman_cifar10", "Spearman rho", "{:.2f}"), ("trials", "trials", "{}")]))
     if not epochs.empty:
-        curve = epochs.groupby(["method", "epoch"], sort=False)["cifar10_test"].mean().unstack()
-        curve = curve.reset_index().rename(columns=lambda c: f"epoch {c}" if c != "method"
-                                           else c)
-        columns = [("method", "method", "{}")] + [(c, c, "{:.2f}") for c in curve.columns[1:]]
-        text += ("\nCIFAR-10 table score of the cell a search would return after each epoch "
-                 "(mean over complete trials and seeds):\n\n" + _markdown(curve, columns))
+        text += _epoch_table(epochs)
     return text
+
+
+def _epoch_table(epochs: pd.DataFrame) -> str:
+    """The table score of the cell a search would return after each epoch."""
+    curve = epochs.groupby(["method", "epoch"], sort=False)["cifar10_test"].mean().unstack()
+    curve = curve.reset_index().rename(columns=lambda c: f"epoch {c}" if c != "method" else c)
+    columns = [("method", "method", "{}")] + [(c, c, "{:.2f}") for c in curve.columns[1:]]
+    return ("\nCIFAR-10 table score of the cell a search would return after each epoch "
+            "(mean over complete trials and seeds):\n\n" + _markdown(curve, columns))
+
+
+def _judge_tables(frame: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """The selection stage's pick (``compare --select``) of each method and seed, after all
+    its searches and after its first ones, scored by the table, and its mean over seeds."""
+    first = (f", first {int(frame['first_searches'].iloc[0])}"
+             if "first_searches" in frame and frame["first_searches"].notna().all() else None)
+    measures = [("judge_cifar10_test", "CIFAR-10", "{:.2f}"),
+                ("judge_regret", "regret", "{:.2f}"),
+                ("judge_from_centre", "from the centre", "{}")]
+    budgets = [("", "")] + ([("first_", first)] if first else [])
+    per_seed = [("variant", "variant", "{}"), ("method", "method", "{}"),
+                ("seed", "seed", "{}"), ("judge_cell", "cell", "{}"),
+                ("judge_params_M", "params (M)", "{:.3f}")] + [
+        (prefix + key, label + suffix, fmt) for prefix, suffix in budgets
+        for key, label, fmt in measures]
+    spread = [("variant", "variant", "{}"), ("method", "method", "{}"),
+              ("seeds", "seeds", "{}")] + [
+        (f"{stat}_{prefix}{key}", f"{label}{suffix} {stat}", fmt)
+        for prefix, suffix in budgets for key, label, fmt in measures[:2]
+        for stat in ("mean", "std")]
+    return ("\nThe judge's pick of each method and seed (the selection stage, compare "
+            f"--select), after all its searches{' and after its' + first[1:] if first else ''}"
+            ", scored by the table; regret: the best candidate's score minus the pick's:\n\n"
+            + _markdown(frame, per_seed) + "\nThe judge's pick, mean and standard deviation "
+            "over seeds:\n\n" + _markdown(summary, spread))
 
 
 def _pick_tables(curve: pd.DataFrame) -> str:

@@ -5,6 +5,7 @@ and refusing bad settings before it creates anything."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -362,6 +363,11 @@ def test_a_study_is_also_judged_as_its_first_searches_left_it(
     assert row["first_total_epochs"] == row["first_epochs"] + selection_epochs(
         config.select, 3)
     assert row["judge_cifar10_test"] == 95.0 and row["first_pick_from_centre"]
+    markdown = re.sub(" +", " ", (tmp_path / "out" / "compare.md").read_text())
+    assert ("| variant | method | seed | cell | params (M) | CIFAR-10 | regret | from the centre "
+            "| CIFAR-10, first 3 | regret, first 3 | from the centre, first 3 |") in markdown
+    assert "| 0.600 | 95.00 | 0.00 | False | 92.00 | 0.00 | False |" in markdown
+    assert "| darts | darts | 1 | 95.00 | | 0.00 | | 92.00 | | 0.00 | |" in markdown
     with pytest.raises(ConfigError, match="--first 0"):
         run_selection(study.config, root=tmp_path, device=CPU, searches=0)
 
