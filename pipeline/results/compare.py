@@ -351,7 +351,8 @@ def scored_trials(method: str, seed: int, trials: list[Any],
         rows.append({"method": method, "seed": seed, "trial": trial.number,
                      "generation": trial.system_attrs.get("cma:generation"),
                      "supernet_acc": record.supernet_acc, "discrete_acc": record.discrete_acc,
-                     "trained_acc": record.trained_acc, "params_M": record.eval_params_M,
+                     "trained_acc": record.trained_acc, "judged": record.judged,
+                     "params_M": record.eval_params_M,
                      **{f"{dataset}_test": accuracy for dataset, accuracy in score.items()}})
     return rows
 
@@ -359,13 +360,14 @@ def scored_trials(method: str, seed: int, trials: list[Any],
 def objective_agreement(scored: pd.DataFrame) -> pd.DataFrame:
     """How well each validation accuracy a search can see ranks the cells as the table
     does: Spearman correlation with CIFAR-10 test accuracy over all complete trials (a
-    signal no trial recorded, such as ``trained`` in studies of another objective, is left
-    out)."""
+    signal no trial recorded, such as ``trained`` or ``judged`` in studies of another
+    objective, is left out)."""
     rows = [{"objective": name,
              "spearman_cifar10": scored[column].corr(scored["cifar10_test"], method="spearman"),
              "trials": int(scored[column].notna().sum())}
             for name, column in (("supernet", "supernet_acc"), ("discrete", "discrete_acc"),
-                                 ("trained", "trained_acc"), ("fewer parameters", "params_M"))]
+                                 ("trained", "trained_acc"), ("judged", "judged"),
+                                 ("fewer parameters", "params_M"))]
     rows[-1]["spearman_cifar10"] *= -1  # fewer parameters, higher score
     return pd.DataFrame([row for row in rows if row["trials"]])
 

@@ -15,7 +15,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import StudyConfig
 from pipeline.outer.methods import method_config, methods
-from pipeline.results.compare import hypervolume, incumbent_curve, incumbents
+from pipeline.outer.record import TrialRecord
+from pipeline.results.compare import (
+    hypervolume,
+    incumbent_curve,
+    incumbents,
+    objective_agreement,
+    scored_trials,
+)
 from pipeline.spaces.nb201 import all_nb201_genotypes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -372,3 +379,22 @@ def test_a_comparison_plan_names_its_studies_and_their_folders(
     assert plan.variant_dirs(out_dir) == [tmp_path / "tiny-darts", tmp_path / "tiny-beta-darts"]
     alone = plan_comparison(tiny_config, variants=["beta-darts"])
     assert alone.variant_dirs(alone.out_dir(tmp_path)) == [tmp_path / "tiny-beta-darts"]
+
+
+def test_the_agreement_table_has_each_signal_the_trials_recorded_the_judge_included() -> None:
+    """A study whose trial objective is the judge's rung records it (``judged``) in every
+    trial; the table ranks it beside what the search saw, and leaves out what no trial
+    recorded (``trained`` here)."""
+    cells = [g.to_str() for g in list(all_nb201_genotypes())[:4]]
+    table = pd.DataFrame({"arch_str": cells, "cifar10_test": [90.0, 91.0, 92.0, 93.0],
+                          "cifar100_test": 70.0, "imagenet16_test": 40.0}).set_index("arch_str")
+    trials = [optuna.trial.create_trial(
+        value=judged, state=TrialState.COMPLETE,
+        user_attrs=TrialRecord(cell=cell, supernet_acc=float(k), discrete_acc=float(-k),
+                               judged=judged, eval_params_M=1.0 - k / 10).attrs())
+        for k, (cell, judged) in enumerate(zip(cells, [10.0, 30.0, 20.0, 40.0], strict=True))]
+    scored = pd.DataFrame(scored_trials("cmaes", 0, trials, table))
+    assert scored["judged"].tolist() == [10.0, 30.0, 20.0, 40.0]
+    rows = objective_agreement(scored).set_index("objective")["spearman_cifar10"]
+    assert rows.index.tolist() == ["supernet", "discrete", "judged", "fewer parameters"]
+    assert rows.tolist() == pytest.approx([1.0, -1.0, 0.8, 1.0])
