@@ -8,8 +8,9 @@ import pandas as pd
 def markdown_tables(frame: pd.DataFrame, summary: pd.DataFrame, epochs: pd.DataFrame,
                     agreement: pd.DataFrame, curve: pd.DataFrame) -> str:
     """The comparison as markdown: a row per method and seed, the mean and spread over
-    seeds, each method's pick at four points of its budget, and (with a table) how well
-    each objective ranks the cells and the cells' mean table score after each epoch."""
+    seeds, the judge's picks (where a selection ran), each method's pick at four points of
+    its budget, and (with a table) how well each objective ranks the cells and the cells'
+    mean table score after each epoch."""
     per_seed = [("variant", "variant", "{}"), ("start_space", "start", "{}"),
                 ("method", "method", "{}"), ("seed", "seed", "{}"),
                 ("best_value", "objective", "{:.2f}"), ("cell", "cell", "{}"),
