@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.checkpoint import atomic_write
 from pipeline.config import ConfigError, StudyConfig
@@ -60,8 +60,7 @@ def method_row(method: str, seed: int, trials: Sequence[Any],
     record = TrialRecord.of(best)
     front = front_trials(trials)
     row["cut_off"] = sum(not _genotype(t).connected for t in complete)
-    centre = baseline_trial(trials)
-    row["pick_from_centre"] = centre is not None and centre.number == best.number
+    row["pick_from_centre"] = _from_centre(method, trials, {best.number})
     row.update(best_trial=best.number, best_value=best.values[0], cell=record.cell,
                params_M=record.eval_params_M, skip_share=record.skip_share,
                pool_share=record.pool_share, none_share=record.none_share,
@@ -113,6 +112,17 @@ FIRST_COLUMNS = ("best_cifar10_test", "max_cifar10_test", "mean_cifar10_test",
                  "judge_regret", "judge_from_centre", "judge_params_M", "select_budget")
 
 
+def _from_centre(method: str, trials: Sequence[FrozenTrial],
+                 picked: Collection[int]) -> bool | None:
+    """Whether a pick is the centre trial: plain DARTS' own start among the starts that a
+    random or CMA-ES study proposed. None for a plain study, every search of which starts
+    there (each with its own weight initialisation)."""
+    if method == "darts":
+        return None
+    centre = baseline_trial(trials)
+    return centre is not None and centre.number in picked
+
+
 def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
               table: pd.DataFrame | None, searches: int | None = None) -> dict[str, Any]:
     """The selection stage's pick of a method's study (among the cells of its first
@@ -129,12 +139,11 @@ def judge_row(study: MethodStudy, *, root: str | Path, storage: str | None,
     select, trials = study.config.select, found.get_trials(deepcopy=False)
     if searches is not None:
         trials = first_searches(trials, searches)
-    centre = baseline_trial(trials)
     row: dict[str, Any] = {
         "judge": selection.judge, "judge_cell": selection.cell,
         "judge_params_M": next(TrialRecord.of(t).eval_params_M for t in trials
                                if t.number in selection.trials),
-        "judge_from_centre": centre is not None and centre.number in selection.trials,
+        "judge_from_centre": _from_centre(study.method, trials, selection.trials),
         "select_epochs": selection.epochs,
         "select_budget": selection_epochs(select, select.top or selection.candidates)}
     if table is not None:

@@ -11,9 +11,16 @@ from pipeline import cli
 from pipeline.results.picks import summarise_picks
 
 
+def _centre_flags(method: str, *, judge: bool, objective: bool, prefix: str
+                  ) -> dict[str, bool | None]:
+    plain = method == "darts"
+    return {f"{prefix}judge_from_centre": None if plain else judge,
+            f"{prefix}pick_from_centre": None if plain else objective}
+
+
 def _picks(path: Path) -> Path:
     """Two settings, CMA-ES and plain starts (the order compare writes them in), two seeds
-    each, judged after 5 and 10."""
+    each, judged after 5 and 10; a plain study has no centre trial to flag."""
     rows = []
     for setting, shift in (("collapse", 0.0), ("small", -1.0)):
         for method, gain in (("cmaes", 0.5), ("darts", 0.0)):
@@ -25,12 +32,12 @@ def _picks(path: Path) -> Path:
                     "judge_cifar10": judge, "best_of_its_cells": 94.0 + shift,
                     "judge_regret": 94.0 + shift - judge, "mean_cell": 90.0, "params": 0.5,
                     "judge_params": 0.4 + seed / 10, "cut_off": seed,
-                    "judge_from_centre": seed == 0, "pick_from_centre": True,
+                    **_centre_flags(method, judge=seed == 0, objective=True, prefix=""),
                     "searches": 10, "first_searches": 5, "first_cifar10": judge - 2,
                     "first_judge_cifar10": judge - 1, "first_best_of_its_cells": 93.5,
                     "first_judge_regret": 0.5, "first_mean_cell": 89.0, "first_params": 0.3,
                     "first_judge_params": 0.3, "first_cut_off": 0,
-                    "first_judge_from_centre": True, "first_pick_from_centre": False})
+                    **_centre_flags(method, judge=True, objective=False, prefix="first_")})
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -60,6 +67,8 @@ def test_the_command_writes_the_table_and_figure_of_the_settings_asked(
     table = (tmp_path / "picks" / "picks.md").read_text()
     assert "| small | CMA-ES | all 10 | 2 | 93.00 ± 0.71 |" in table and "collapse" not in table
     assert "| small | plain | first 5 | 2 | 91.50 ± 0.71 |" in capsys.readouterr().out
+    plain = next(line for line in table.splitlines() if line.startswith("| small | plain "))
+    assert plain.endswith("| - / - |")  # a plain study has no centre trial
     assert "plotly" in (tmp_path / "picks" / "picks.html").read_text()
 
 
