@@ -21,6 +21,7 @@ from pipeline.outer.budget import counted, epochs_used, first_searches, trials_u
 from pipeline.outer.methods import Comparison, MethodStudy, method_config
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.record import StudySelection, TrialRecord
+from pipeline.outer.sampling import SAMPLERS
 from pipeline.outer.select import candidates, selection_epochs
 from pipeline.outer.study import load_study
 from pipeline.results import figures
@@ -117,7 +118,7 @@ def _from_centre(method: str, trials: Sequence[FrozenTrial],
     """Whether a pick is the centre trial: plain DARTS' own start among the starts that a
     random or CMA-ES study proposed. None for a plain study, every search of which starts
     there (each with its own weight initialisation)."""
-    if method == "darts":
+    if SAMPLERS[method].fixed_start:
         return None
     centre = baseline_trial(trials)
     return centre is not None and centre.number in picked
