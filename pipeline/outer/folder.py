@@ -67,18 +67,28 @@ def check_folder(folder: Path, study: optuna.Study | None, storage_url: str) -> 
                      f"{storage} needs another --root")
 
 
+def claim_id(study: optuna.Study) -> None:
+    """Give a study just created its id, before its config: workers that load the study
+    wait for the config, so they always find the id."""
+    if STATE_ID not in study.user_attrs:
+        study.set_user_attr(STATE_ID, uuid.uuid4().hex)
+
+
 def claim_folder(folder: Path, study: optuna.Study, storage_url: str) -> None:
-    """Make ``folder`` the state folder of ``study`` (created or resumed): give the study
-    an id if it has none, and write it into the folder.
+    """Make ``folder`` the state folder of ``study`` (created or resumed), written into the
+    folder. A study of an earlier version, without an id, gets one named by its storage and
+    name, so that workers resuming it together give it the same one.
 
     Raises:
         StudyError: the folder holds another study's state.
     """
     check_folder(folder, study, storage_url)
+    storage = redact(storage_url, url=storage_url)
     if STATE_ID not in study.user_attrs:
-        study.set_user_attr(STATE_ID, uuid.uuid4().hex)
+        study.set_user_attr(STATE_ID, uuid.uuid5(uuid.NAMESPACE_URL,
+                                                 f"{storage}#{study.study_name}").hex)
     record = {"study": study.study_name, STATE_ID: study.user_attrs[STATE_ID],
-              "storage": redact(storage_url, url=storage_url)}
+              "storage": storage}
     if owner(folder) != record:
         atomic_write(folder / OWNER_FILE, lambda handle: handle.write(
             (json.dumps(record, indent=2) + "\n").encode()))

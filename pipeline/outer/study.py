@@ -30,7 +30,7 @@ from pipeline.config import (
 from pipeline.outer.artifacts import open_artifacts
 from pipeline.outer.budget import Budget, budget_spent, epochs_used, trials_used
 from pipeline.outer.cores import CoreShare
-from pipeline.outer.folder import check_folder, claim_folder
+from pipeline.outer.folder import belongs, check_folder, claim_folder, claim_id
 from pipeline.outer.picks import baseline_trial, best_trial, front_trials
 from pipeline.outer.progress import StudyProgress
 from pipeline.outer.record import StudySelection, TrialRecord
@@ -62,6 +62,7 @@ from pipeline.search.population import check_population
 logger = logging.getLogger(__name__)
 
 STORAGE_CONFLICTS = 5
+SET_UP_WAIT_S = 10.0  # how long a worker waits for the one that created the study to set it up
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,40 +92,73 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
                start_space: StartSpace, *, force: bool = False,
                source_trials: Sequence[FrozenTrial] = ()) -> optuna.Study:
     """Create the study, or load it and check that its config has not changed;
-    ``source_trials`` warm-start its CMA-ES (``outer.warm_start``).
+    ``source_trials`` warm-start its CMA-ES (``outer.warm_start``). Of workers that start
+    together, the one whose storage created the study sets it up; the others wait for that.
 
     Raises:
         StudyError: the stored config differs (unless ``force``) or storage fails.
     """
     if isinstance(storage, str):
         storage = make_storage(storage)
-    study = optuna.create_study(
-        storage=storage, study_name=config.name, load_if_exists=True,
-        directions=[StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
-            :len(config.search.objectives)],
-        sampler=build_sampler(config, start_space, seed=config.seed,
-                              source_trials=source_trials),
-        pruner=build_pruner(config))
+    sampler = build_sampler(config, start_space, seed=config.seed, source_trials=source_trials)
+    directions = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
+        :len(config.search.objectives)]
+    try:
+        study = optuna.create_study(storage=storage, study_name=config.name, sampler=sampler,
+                                    directions=directions, pruner=build_pruner(config))
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler,
+                                  pruner=build_pruner(config))
+        created = not _set_up_by_another(study)
     fail_dead_local_trials(study)
-    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # Another worker is at it: sample with this process's own seed, so that workers
-        # do not propose the same start points. A lone worker stays reproducible.
+    if not created and _beside_another(study):
+        # sample with this process's own seed, so that workers do not propose the same
+        # start points; a lone worker stays reproducible
         worker_seed = (config.seed * 1_000_003 + os.getpid()) % 2**31
         study.sampler = build_sampler(config, start_space, seed=worker_seed,
                                       source_trials=source_trials)
-    if study.user_attrs.get("config") is None:
-        study.set_user_attr("config", to_dict(config))
-        study.set_user_attr("versions", _versions())
-        study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
-                                "evaluation-network parameters (M)"
-                                ][:len(config.search.objectives)])
-        if source_trials:  # it starts from these for good, whatever becomes of their study
-            study.set_user_attr(WARM_START_COPY, encode_trials(source_trials))
-        if config.outer.start_at_centre and config.outer.sampler != "darts":
-            study.enqueue_trial(start_space.centre())
-        return study
-    _check_config(study, config, force=force)
+    if created:
+        _set_up(study, config, start_space, source_trials)
+    else:
+        _check_config(study, config, force=force)
     return study
+
+
+def _set_up(study: optuna.Study, config: StudyConfig, start_space: StartSpace,
+            source_trials: Sequence[FrozenTrial]) -> None:
+    """Give a new study its id, metric names, warm-start copy and centre trial, then its
+    config, which tells other workers that it is set up."""
+    claim_id(study)
+    study.set_user_attr("versions", _versions())
+    study.set_metric_names([f"{config.search.accuracy_objective} validation accuracy (%)",
+                            "evaluation-network parameters (M)"
+                            ][:len(config.search.objectives)])
+    if source_trials:  # it starts from these for good, whatever becomes of their study
+        study.set_user_attr(WARM_START_COPY, encode_trials(source_trials))
+    if config.outer.start_at_centre and config.outer.sampler != "darts":
+        study.enqueue_trial(start_space.centre())
+    study.set_user_attr("config", to_dict(config))
+
+
+def _beside_another(study: optuna.Study) -> bool:
+    """Whether another worker is at ``study`` now, as far as one can tell: it runs a trial,
+    or it created the study and has not finished a trial yet."""
+    states = {t.state for t in study.get_trials(deepcopy=False)}
+    return TrialState.RUNNING in states or not any(state.is_finished() for state in states)
+
+
+def _set_up_by_another(study: optuna.Study, wait_s: float = SET_UP_WAIT_S) -> bool:
+    """Whether the worker that created ``study`` has set it up (given it its config), waiting
+    up to ``wait_s``; if not (it died on the way, or globaldarts did not make the study),
+    this worker sets it up."""
+    deadline = time.monotonic() + wait_s
+    while "config" not in study.user_attrs:
+        if time.monotonic() >= deadline:
+            logger.warning("study %s has no config: setting it up here", study.study_name)
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> None:
@@ -144,15 +178,20 @@ def _check_config(study: optuna.Study, config: StudyConfig, *, force: bool) -> N
                        "; ".join(changed))
 
 
-def _existing_study(name: str, storage: optuna.storages.BaseStorage | None
-                    ) -> optuna.Study | None:
-    """The study, if ``storage`` exists (None: its file does not) and holds it."""
+def _existing_study(config: StudyConfig, storage_url: str,
+                    storage: optuna.storages.BaseStorage | None = None
+                    ) -> tuple[optuna.storages.BaseStorage | None, optuna.Study | None]:
+    """The worker's storage (None while its local file does not exist: opening it would
+    create it), and the study if it holds it."""
+    local = local_file(storage_url)
+    if storage is None and (local is None or local.exists()):
+        storage = _worker_storage(config, storage_url)
     if storage is None:
-        return None
+        return None, None
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return storage, optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
-        return None
+        return storage, None
 
 
 def _worker_storage(config: StudyConfig, storage_url: str) -> optuna.storages.BaseStorage:
@@ -183,10 +222,10 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     directory = state_dir(root, config.name)
     storage_url = storage or default_storage(directory)
     budget = Budget.of(config)
-    local = local_file(storage_url)
-    study_storage = (None if local is not None and not local.exists()  # it would create it
-                     else _worker_storage(config, storage_url))
-    existing = _existing_study(config.name, study_storage)
+    study_storage, existing = _existing_study(config, storage_url)
+    if existing is None and not belongs(directory, None, storage_url):
+        # a study claimed the folder: it may be one that a worker beside this one created
+        study_storage, existing = _existing_study(config, storage_url, study_storage)
     check_folder(directory, existing, storage_url)
     if existing is not None and "config" in existing.user_attrs and not budget.has_room(
             existing.get_trials(deepcopy=False), 0):

@@ -322,6 +322,8 @@ def test_eight_workers_on_postgres_lose_nothing_repeat_nothing_and_hold_few_conn
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == budget  # none lost
     assert len({t.user_attrs["original_number"] for t in complete}) == budget  # none twice
+    starts = {tuple(sorted(t.params.items())) for t in complete}
+    assert len(starts) == budget  # each worker proposes its own start points
     assert any(t.user_attrs.get("fail_reason", "").startswith("interrupted") for t in trials)
     print(f"\nconnections of {size} workers: peak {max(counts)}, "
           f"bound {size * (POOL_SIZE + POOL_OVERFLOW)}")
