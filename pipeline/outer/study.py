@@ -62,7 +62,7 @@ from pipeline.search.population import check_population
 logger = logging.getLogger(__name__)
 
 STORAGE_CONFLICTS = 5
-SET_UP_WAIT_S = 10.0  # how long a worker waits for the one that created the study to set it up
+SET_UP_WAIT_S = 30.0  # how long a worker waits for the one that created the study to set it up
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +148,11 @@ def _beside_another(study: optuna.Study) -> bool:
     return TrialState.RUNNING in states or not any(state.is_finished() for state in states)
 
 
-def _set_up_by_another(study: optuna.Study, wait_s: float = SET_UP_WAIT_S) -> bool:
+def _set_up_by_another(study: optuna.Study) -> bool:
     """Whether the worker that created ``study`` has set it up (given it its config), waiting
-    up to ``wait_s``; if not (it died on the way, or globaldarts did not make the study),
-    this worker sets it up."""
-    deadline = time.monotonic() + wait_s
+    up to ``SET_UP_WAIT_S``; if not (it died on the way, or globaldarts did not make the
+    study), this worker sets it up."""
+    deadline = time.monotonic() + SET_UP_WAIT_S
     while "config" not in study.user_attrs:
         if time.monotonic() >= deadline:
             logger.warning("study %s has no config: setting it up here", study.study_name)

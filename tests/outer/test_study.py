@@ -593,6 +593,24 @@ def test_workers_opening_a_new_study_together_set_it_up_once_and_propose_their_o
         assert owner(folder)[STATE_ID] == study.user_attrs[STATE_ID]
 
 
+def test_a_study_that_nobody_set_up_is_set_up_by_the_worker_after_a_wait(
+        tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study whose creator died before setting it up (here: made by Optuna alone) is
+    set up by the next worker once it has waited for the creator, and then runs."""
+    import pipeline.outer.study
+    from pipeline.outer.folder import STATE_ID
+
+    monkeypatch.setattr(pipeline.outer.study, "SET_UP_WAIT_S", 0.5)
+    url = f"sqlite:///{tmp_path / 'bare.db'}"
+    optuna.create_study(storage=url, study_name="tiny", direction="maximize")
+    config = _with(tiny_config, outer={"n_trials": 2}, search={"epochs": 1})
+    summary = run_study(config, root=tmp_path, storage=url, device=CPU)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert summary.finished == 2 and study.user_attrs["config"]["name"] == "tiny"
+    assert STATE_ID in study.user_attrs
+    assert not any(study.trials[0].params.values())  # it got its centre trial
+
+
 def test_a_worker_that_looked_before_another_created_the_study_is_not_refused(
         tiny_config: StudyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker finds no study, then the folder claimed (a worker beside it created the
