@@ -18,6 +18,7 @@ import torch
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.checkpoint import atomic_write
 from pipeline.config import (
     StudyConfig,
     check_study_name,
@@ -239,7 +240,8 @@ def run_study(config: StudyConfig, *, root: str | Path, storage: str | None = No
     start_space = build_start_space(config, steps_per_epoch=len(data.weight_batches))
     study = open_study(config, study_storage, start_space, force=force, source_trials=source)
     claim_folder(directory, study, storage_url)
-    (directory / "config.resolved.json").write_text(json.dumps(to_dict(config), indent=2))
+    resolved = json.dumps(to_dict(config), indent=2).encode()
+    atomic_write(directory / "config.resolved.json", lambda handle: handle.write(resolved))
     resumed = recover(study, heartbeat=isinstance(study_storage, optuna.storages.RDBStorage))
     if resumed:
         logger.info("resuming interrupted trials %s", resumed)
