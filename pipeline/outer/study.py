@@ -38,6 +38,7 @@ from pipeline.outer.record import StudySelection, TrialRecord
 from pipeline.outer.recovery import fail_dead_local_trials, fail_twin_retries, recover
 from pipeline.outer.runner import run_trials
 from pipeline.outer.sampling import (
+    SAMPLERS,
     WARM_START_COPY,
     build_pruner,
     build_sampler,
@@ -102,15 +103,16 @@ def open_study(config: StudyConfig, storage: str | optuna.storages.BaseStorage,
     if isinstance(storage, str):
         storage = make_storage(storage)
     sampler = build_sampler(config, start_space, seed=config.seed, source_trials=source_trials)
+    pruner = build_pruner(config)
     directions = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE][
         :len(config.search.objectives)]
     try:
         study = optuna.create_study(storage=storage, study_name=config.name, sampler=sampler,
-                                    directions=directions, pruner=build_pruner(config))
+                                    directions=directions, pruner=pruner)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler,
-                                  pruner=build_pruner(config))
+                                  pruner=pruner)
         created = not _set_up_by_another(study)
     fail_dead_local_trials(study)
     if not created and _beside_another(study):
@@ -137,7 +139,7 @@ def _set_up(study: optuna.Study, config: StudyConfig, start_space: StartSpace,
                             ][:len(config.search.objectives)])
     if source_trials:  # it starts from these for good, whatever becomes of their study
         study.set_user_attr(WARM_START_COPY, encode_trials(source_trials))
-    if config.outer.start_at_centre and config.outer.sampler != "darts":
+    if config.outer.start_at_centre and not SAMPLERS[config.outer.sampler].fixed_start:
         study.enqueue_trial(start_space.centre())
     study.set_user_attr("config", to_dict(config))
 
@@ -184,11 +186,11 @@ def _existing_study(config: StudyConfig, storage_url: str,
                     ) -> tuple[optuna.storages.BaseStorage | None, optuna.Study | None]:
     """The worker's storage (None while its local file does not exist: opening it would
     create it), and the study if it holds it."""
-    local = local_file(storage_url)
-    if storage is None and (local is None or local.exists()):
-        storage = _worker_storage(config, storage_url)
     if storage is None:
-        return None, None
+        local = local_file(storage_url)
+        if local is not None and not local.exists():
+            return None, None
+        storage = _worker_storage(config, storage_url)
     try:
         return storage, optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:

@@ -32,6 +32,7 @@ from pipeline.outer.cores import process_start, worker_id
 from pipeline.outer.folder import judged_dir
 from pipeline.outer.record import TrialRecord
 from pipeline.outer.resume import own_files, resume_search
+from pipeline.outer.sampling import SAMPLERS
 from pipeline.outer.trials import (
     CHECKPOINT,
     METRICS,
@@ -104,7 +105,7 @@ class TrialSteps:
             raise SurplusTrialError(reason)
         number = original_number(trial)
         seed = trial_seed(self.config.seed, number)
-        init_seed = seed if self.config.outer.sampler == "darts" else self.config.seed
+        init_seed = seed if SAMPLERS[self.config.outer.sampler].fixed_start else self.config.seed
         identity(number, seed, init_seed, self.device, trial=trial.number).store(trial)
         x = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
              for spec in self.start_space.specs}

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -532,65 +531,6 @@ def _claims(workers: list[optuna.storages.BaseStorage], trial_id: int) -> list[b
     for thread in threads:
         thread.join()
     return claims
-
-
-def _open_together(config: StudyConfig, url: str, folder: Path, ready: object,
-                   results: object) -> None:
-    """One worker process: open the study when all are ready, claim its folder, and (a
-    worker sets up more before it asks) propose a start point after a moment."""
-    from pipeline.outer.folder import claim_folder
-    from pipeline.outer.study import open_study
-    from pipeline.search import build_start_space
-
-    space = build_start_space(config, steps_per_epoch=1)
-    storage = make_storage(url)
-    try:
-        ready.wait(timeout=60)  # type: ignore[attr-defined]
-        study = open_study(config, storage, space)
-        claim_folder(folder, study, url)
-        time.sleep(0.5)
-        trial = study.ask()
-        start = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high)
-                 for spec in space.specs}
-        results.put(sorted(start.items()))  # type: ignore[attr-defined]
-    except Exception as error:  # noqa: BLE001 - the test reports it
-        results.put(repr(error))  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_workers_opening_a_new_study_together_set_it_up_once_and_propose_their_own_starts(
-        kind: str, tiny_config: StudyConfig, tmp_path: Path) -> None:
-    """Four worker processes create or load one study at the same moment: none is refused,
-    the study gets one id (which its folder holds) and one centre trial, and the workers
-    propose different start points."""
-    import multiprocessing
-
-    from pipeline.outer.folder import STATE_ID, owner
-
-    url = os.environ.get("GLOBALDARTS_TEST_POSTGRES") if kind == "postgresql" else (
-        f"sqlite:///{tmp_path / 'study.db'}")
-    if not url:
-        pytest.skip("set GLOBALDARTS_TEST_POSTGRES to a PostgreSQL URL (.ci/run does)")
-    context = multiprocessing.get_context("fork")
-    for _ in range(2):
-        config = dataclasses.replace(tiny_config, name=f"together-{uuid.uuid4().hex[:8]}")
-        folder, ready, results = tmp_path / config.name, context.Barrier(4), context.Queue()
-        workers = [context.Process(target=_open_together,
-                                   args=(config, url, folder, ready, results))
-                   for _ in range(4)]
-        for worker in workers:
-            worker.start()
-        try:
-            starts = [results.get(timeout=120) for _ in workers]
-        finally:
-            for worker in workers:
-                worker.join(timeout=10)
-                worker.kill()
-        study = optuna.load_study(study_name=config.name, storage=url)
-        assert all(isinstance(start, list) for start in starts), starts
-        assert len({tuple(start) for start in starts}) == 4  # the centre and three others
-        assert sum(not any(value for _, value in start) for start in starts) == 1
-        assert owner(folder)[STATE_ID] == study.user_attrs[STATE_ID]
 
 
 def test_a_study_that_nobody_set_up_is_set_up_by_the_worker_after_a_wait(

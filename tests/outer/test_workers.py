@@ -6,6 +6,7 @@ throwaway server and sets it); the other storages always run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -21,6 +22,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.config import StudyConfig
+from pipeline.outer.storage import make_storage
 from pipeline.outer.study import load_study
 from pipeline.outer.trials import surplus
 
@@ -272,6 +275,62 @@ def test_a_worker_keeps_few_postgres_connections_and_replaces_dropped_ones() -> 
         watcher.execute(sqlalchemy.text(f"SELECT pg_terminate_backend({int(pid)})"))
     watcher.close()
     storage.get_all_studies()  # a dropped connection is replaced, not failed on
+
+
+def _open_together(config: StudyConfig, url: str, folder: Path, ready: object,
+                   results: object) -> None:
+    """One worker process: open the study when all are ready, claim its folder, and (a
+    worker sets up more before it asks) propose a start point after a moment."""
+    from pipeline.outer.folder import claim_folder
+    from pipeline.outer.study import open_study
+    from pipeline.search import build_start_space
+
+    space = build_start_space(config, steps_per_epoch=1)
+    storage = make_storage(url)
+    try:
+        ready.wait(timeout=60)  # type: ignore[attr-defined]
+        study = open_study(config, storage, space)
+        claim_folder(folder, study, url)
+        time.sleep(0.5)
+        trial = study.ask()
+        start = {spec.name: trial.suggest_float(spec.name, spec.low, spec.high)
+                 for spec in space.specs}
+        results.put(sorted(start.items()))  # type: ignore[attr-defined]
+    except Exception as error:  # noqa: BLE001 - the test reports it
+        results.put(repr(error))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_opening_a_new_study_together_set_it_up_once_and_propose_their_own_starts(
+        kind: str, tiny_config: StudyConfig, tmp_path: Path) -> None:
+    """Four worker processes create or load one study at the same moment: none is refused,
+    the study gets one id (which its folder holds) and one centre trial, and the workers
+    propose different start points."""
+    import multiprocessing
+
+    from pipeline.outer.folder import STATE_ID, owner
+
+    url = _storage(kind, tmp_path)
+    context = multiprocessing.get_context("fork")
+    for _ in range(2):
+        config = dataclasses.replace(tiny_config, name=f"together-{uuid.uuid4().hex[:8]}")
+        folder, ready, results = tmp_path / config.name, context.Barrier(4), context.Queue()
+        workers = [context.Process(target=_open_together,
+                                   args=(config, url, folder, ready, results))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            starts = [results.get(timeout=120) for _ in workers]
+        finally:
+            for worker in workers:
+                worker.join(timeout=10)
+                worker.kill()
+        study = optuna.load_study(study_name=config.name, storage=url)
+        assert all(isinstance(start, list) for start in starts), starts
+        assert len({tuple(start) for start in starts}) == 4  # the centre and three others
+        assert sum(not any(value for _, value in start) for start in starts) == 1
+        assert owner(folder)[STATE_ID] == study.user_attrs[STATE_ID]
 
 
 def test_eight_workers_on_postgres_lose_nothing_repeat_nothing_and_hold_few_connections(
